@@ -1,0 +1,5 @@
+"""``python -m slackops``."""
+
+from slackops.cli import main
+
+main()
