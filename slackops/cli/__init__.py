@@ -10,7 +10,7 @@ import importlib
 import pkgutil
 import sys
 
-import click
+import typer
 
 from slackops.cli.app import app, stderr
 from slackops.errors import ExitCode, SlackopsError, exit_code_for
@@ -39,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     except SlackopsError as exc:
         report_error(exc)
         code = exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         stderr().print("slackops: interrupted", markup=False)
         code = ExitCode.INTERRUPTED
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors: bad flags, unknown command
+        if hasattr(exc, "show"):
+            exc.show()
         code = ExitCode.USAGE
     except KeyboardInterrupt as exc:
         code = exit_code_for(exc)
