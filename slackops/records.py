@@ -51,6 +51,7 @@ Time: ``t`` is wall clock because records from several machines and log files ar
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -219,6 +220,9 @@ def validate(rec: Mapping[str, Any]) -> list[str]:
             continue
         if not _is_type(value, typ):
             problems.append(f"{kind}.{name} should be {typ.__name__}, got {type(value).__name__}")
+        elif isinstance(value, float) and not math.isfinite(value):
+            # JSON has no NaN/Infinity (orjson writes null): such a record would not survive a JSONL round trip.
+            problems.append(f"{kind}.{name} should be a finite number, got {value!r}")
         elif (kind, name) in ENUMS and value not in ENUMS[(kind, name)]:
             allowed = ", ".join(sorted(ENUMS[(kind, name)]))
             problems.append(f"{kind}.{name} is {value!r}; expected one of {allowed}")
@@ -234,12 +238,18 @@ def _is_type(value: Any, typ: type) -> bool:
 
 
 def coerce(rec: Record) -> Record:
-    """Restore Python types of known fields (SQLite hands back ``0``/``1`` for booleans, ints for floats)."""
+    """Restore Python types of the kind's own fields (SQLite hands back ``0``/``1`` for booleans, ints for floats).
+
+    Only fields of the record's kind (and the common ones) are touched: a field unknown to the kind is kept as
+    given, so ``{"kind": "ack", "clean": 0}`` keeps its ``0`` (``clean`` is a bool only on ``close`` records).
+    """
+    kind = rec.get("kind")
+    own = KINDS.get(kind) if isinstance(kind, str) else None
     for name, value in list(rec.items()):
         if value is None:
             del rec[name]
             continue
-        typ = ALL_FIELDS.get(name)
+        typ = COMMON.get(name) or (own.get(name) if own is not None else ALL_FIELDS.get(name))
         if typ is bool and isinstance(value, int) and not isinstance(value, bool):
             rec[name] = bool(value)
         elif typ is float and isinstance(value, int) and not isinstance(value, bool):

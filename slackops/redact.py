@@ -15,11 +15,15 @@ from urllib.parse import urlsplit
 from slackops.records import Record
 
 # Slack token families: app-level (xapp), bot (xoxb), user (xoxp), legacy workspace (xoxa), refresh (xoxe),
-# session (xoxs/xoxc/xoxd). Token bodies use letters, digits and dashes.
-_TOKEN_RE = re.compile(r"\b(xapp|xox[abpecsrd])-[A-Za-z0-9][A-Za-z0-9-]*")
+# session (xoxs/xoxc/xoxd). Token bodies use letters, digits and dashes. No word boundary on the left: a token in
+# a URL-encoded query ("token%3Dxoxb-...") or glued to an identifier must still be caught; over-redacting a
+# word that happens to contain "xoxb-" is the safe failure.
+_TOKEN_RE = re.compile(r"(xapp|xox[abpecsrd])-[A-Za-z0-9][A-Za-z0-9-]*")
 # The single-use ticket in a Socket Mode URL (``wss://.../link/?ticket=<uuid>&app_id=...``).
 _TICKET_RE = re.compile(r"(ticket=)[^&\s\"']+")
 _BEARER_RE = re.compile(r"(Bearer\s+)[^\s\"',]+", re.IGNORECASE)
+# Cheap pre-check: could any of the three patterns above match?
+_ANY_RE = re.compile(r"xapp-|xox[abpecsrd]-|ticket=|bearer\s", re.IGNORECASE)
 
 REDACTED = "[redacted]"
 
@@ -30,8 +34,8 @@ def redact_text(text: str) -> str:
     >>> redact_text("Authorization: Bearer xapp-1-A1-123-abc ticket=ab12&app_id=9")
     'Authorization: Bearer [redacted] ticket=[redacted]&app_id=9'
     """
-    if not text:
-        return text
+    if not text or not _ANY_RE.search(text):
+        return text  # the common case, one scan instead of three substitutions
     text = _BEARER_RE.sub(lambda m: m.group(1) + REDACTED, text)
     # Keep the family prefix: "xoxb-[redacted]" still tells the reader which kind of token was there.
     text = _TOKEN_RE.sub(lambda m: f"{m.group(1)}-{REDACTED}", text)
@@ -41,10 +45,17 @@ def redact_text(text: str) -> str:
 def url_host(url: str) -> str:
     """The host (and port) of a URL: what records keep of a WSS link, never its ticket."""
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(url if "//" in url else "//" + url)
+        host = parts.hostname
+        port = parts.port
     except ValueError:
         return REDACTED
-    return parts.netloc or REDACTED
+    if not host:
+        return REDACTED
+    # Never netloc: it carries "user:password@" when a URL embeds credentials.
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}" if port is not None else host
 
 
 def redact_value(value: Any) -> Any:
@@ -64,7 +75,8 @@ def redact_record(rec: Record, *, record_text: bool = False) -> Record:
     for name, value in rec.items():
         if name == "text" and not record_text:
             continue
-        out[name] = redact_text(value) if isinstance(value, str) and len(value) > 8 else value
+        # Every string, however short ("xoxb-1" is a token too), and strings nested in unknown fields.
+        out[name] = redact_value(value)
     return out
 
 
