@@ -18,11 +18,11 @@ demo: $(STAMP)
 	$(BIN)/slackops demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check slackops tests bench
-	$(BIN)/ruff format --check slackops tests bench
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: $(STAMP)
-	$(BIN)/ruff check slackops tests bench
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -29,7 +29,9 @@ def test_version(capsys):
 
 
 def test_python_dash_m_works():
-    out = subprocess.run([sys.executable, "-m", "slackops", "--version"], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "slackops", "--version"], capture_output=True, text=True, cwd=ROOT
+    )
     assert out.returncode == 0 and __version__ in out.stdout
 
 

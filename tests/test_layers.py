@@ -19,7 +19,9 @@ def imported_after(code: str) -> set[str]:
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("forbidden", ["asyncio", "websockets", "rich", "textual", "sqlite_utils", "aiohttp", "socket"])
+@pytest.mark.parametrize(
+    "forbidden", ["asyncio", "websockets", "rich", "textual", "sqlite_utils", "aiohttp", "socket"]
+)
 def test_protocol_is_sans_io(forbidden):
     mods = imported_after("import slackops.protocol, slackops.records")
     assert forbidden not in mods, f"slackops.protocol pulled in {forbidden}"
@@ -32,7 +34,9 @@ def test_cli_help_does_not_import_textual():
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print(json.dumps(sorted(sys.modules)))"
     )
-    out = subprocess.run([sys.executable, "-c", mods_code], capture_output=True, text=True, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", mods_code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     mods = set(__import__("json").loads(out.stdout.strip().splitlines()[-1]))
     assert "textual" not in mods
     assert probe  # the command itself is exercised in test_cli

@@ -128,14 +128,22 @@ def test_slash_command_envelope():
     env = parse_frame(frame("slash_commands"))
     assert env.type == "slash_commands"
     assert env.accepts_response_payload is True
-    assert (env.event.event_type, env.event.channel, env.event.user) == ("/randorilke", "C123ABC456", "U123ABC456")
+    assert (env.event.event_type, env.event.channel, env.event.user) == (
+        "/randorilke",
+        "C123ABC456",
+        "U123ABC456",
+    )
     assert env.retry_attempt == 0
     assert env.dedup_key == "dbdd0ef3-1543-4f94-bfb4-133d0e6c1545"
 
 
 def test_interactive_shortcut_and_block_actions():
     shortcut = parse_frame(frame("interactive_shortcut"))
-    assert (shortcut.type, shortcut.event.event_type, shortcut.event.user) == ("interactive", "shortcut", "U111")
+    assert (shortcut.type, shortcut.event.event_type, shortcut.event.user) == (
+        "interactive",
+        "shortcut",
+        "U111",
+    )
     actions = parse_frame(frame("interactive_block_actions"))
     assert actions.accepts_response_payload is True
     assert (actions.event.channel, actions.event.ts) == ("C444", "1610243000.000700")
@@ -180,7 +188,9 @@ def test_malformed_frames_become_errors(data, problem):
 def test_wrong_types_inside_known_frames_do_not_raise():
     hello = parse_frame('{"type":"hello","num_connections":"three","debug_info":[],"connection_info":7}')
     assert hello == Hello(None, None, None, None, None)
-    env = parse_frame('{"type":"events_api","envelope_id":"e","payload":{"event":[],"event_id":5},"retry_attempt":true}')
+    env = parse_frame(
+        '{"type":"events_api","envelope_id":"e","payload":{"event":[],"event_id":5},"retry_attempt":true}'
+    )
     assert isinstance(env, Envelope)
     assert env.event.event_id is None and env.retry_attempt == 0
 
@@ -190,7 +200,12 @@ def test_parse_frame_never_raises(data):
     parse_frame(data)
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(), lambda c: st.lists(c) | st.dictionaries(st.text(), c)))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+    )
+)
 def test_parse_frame_never_raises_on_any_json(value):
     parse_frame(json.dumps(value))
     if isinstance(value, dict):

@@ -15,7 +15,9 @@ def scaled(seconds: float) -> float:
     return seconds * SCALE
 
 
-async def wait_for(predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0, what: str = "") -> None:
+async def wait_for(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float = 5.0, what: str = ""
+) -> None:
     """Poll ``predicate`` until it is true; fail the test after ``timeout`` (scaled) seconds."""
     deadline = time.monotonic() + scaled(timeout)
     while True:
