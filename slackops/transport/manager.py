@@ -30,7 +30,7 @@ import aiohttp
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from slackops import records
-from slackops.errors import AuthError
+from slackops.errors import AuthError, NetworkError, SlackopsError
 from slackops.hints import auth_error_for
 from slackops.protocol import (
     AckFailed,
@@ -85,6 +85,9 @@ class ManagerConfig:
     drain_grace_s: float = 0.5
     #: record message text (opt-in)
     record_text: bool = False
+    #: at start, give up after this many failed attempts (an unreachable API URL is a config problem); once
+    #: running, reconnects retry for as long as it takes
+    start_attempts: int = 6
 
     def __post_init__(self) -> None:
         if not 1 <= self.connections <= 10:
@@ -146,7 +149,7 @@ class ConnectionManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._http: aiohttp.ClientSession | None = None
         self._stopping = False
-        self.fatal: AuthError | None = None
+        self.fatal: SlackopsError | None = None
         self.stopped = asyncio.Event()
         self.stats = ManagerStats()
         self._envelope_events: dict[str, str] = {}
@@ -273,6 +276,16 @@ class ConnectionManager:
                         "error", where="reconnect", error=_describe(exc), detail=f"retry in {delay:.2f}s"
                     )
                     attempt += 1
+                    if old is None and attempt >= self.config.start_attempts:
+                        await self._fail(
+                            NetworkError(
+                                f"could not open a Socket Mode connection after {attempt} attempts: "
+                                f"{_describe(exc)}",
+                                hint=f"Check that {self.config.api_url} is reachable from here "
+                                "(proxy, DNS, firewall) and that Slack's status page shows no incident.",
+                            )
+                        )
+                        return
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self.stopped.wait(), delay)
             else:
@@ -343,9 +356,11 @@ class ConnectionManager:
             raise _Refused(reason)
         return conn
 
-    async def _fail(self, exc: AuthError) -> None:
+    async def _fail(self, exc: SlackopsError) -> None:
         self.fatal = exc
-        self._write("error", where="auth", error=exc.error or "auth", detail=exc.message)
+        where = "auth" if isinstance(exc, AuthError) else "start"
+        code = exc.error if isinstance(exc, AuthError) and exc.error else type(exc).__name__
+        self._write("error", where=where, error=code, detail=exc.message)
         if not self._stopping:
             self._spawn(self.stop_receiving())
 
