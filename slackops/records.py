@@ -40,6 +40,7 @@ Kinds and their own fields (all optional; a field that is ``None`` is simply abs
 ``error``       where, error, detail (a problem the producer survived: bad frame, failed write …)
 ``drift``       num_connections, own_connections (hello says more sockets than we hold)
 ``guard``       guard, event_id, channel, action, detail (a cost guard fired: self-loop, fan-out, budget …)
+``chaos``       action, target, detail (the simulator injected a fault: refresh, drop, half_open, fail_open …)
 
 Privacy: records hold ids, types, sizes and timings. ``text`` (message text) is present only when the user
 opted in with ``--record-text``; tokens and WSS tickets never appear (see :mod:`slackops.redact`).
@@ -150,6 +151,7 @@ KINDS: dict[str, dict[str, type]] = {
     "error": {"where": str, "error": str, "detail": str},
     "drift": {"num_connections": int, "own_connections": int},
     "guard": {"guard": str, "event_id": str, "channel": str, "action": str, "detail": str},
+    "chaos": {"action": str, "target": str, "detail": str},
 }
 
 #: Allowed values for enumerated fields (checked by :func:`validate`).
