@@ -299,6 +299,11 @@ class Watcher:
                 if await self._until_stopped(self.manager.start()):
                     await self._until_stopped(self.manager.run(), timeout=cfg.duration_s)
             finally:
+                if self.simulator is not None and self.manager.live:
+                    # Stop the built-in traffic and let what is in flight settle while our sockets are still
+                    # open; otherwise events sent in the last instant count as lost against this watch.
+                    await self.simulator.stop_traffic()
+                    await self.simulator.drain(5.0)
                 await self.manager.close()
         finally:
             await self._close_target()
