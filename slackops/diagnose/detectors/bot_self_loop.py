@@ -1,0 +1,104 @@
+"""bot-self-loop (cost): handlers running on the bot's own (or another bot's) messages, posts spiralling.
+
+A bot that answers messages with a ``bot_id`` or ``subtype: bot_message`` — or from its own user id — can answer
+itself forever, one LLM call per turn. The backstop signature is posts per channel rising past a ceiling.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
+from slackops.findings import Finding
+from slackops.records import Record
+
+
+class BotSelfLoop(Detector):
+    slug = "bot-self-loop"
+    kinds = {"envelope": "on_envelope", "process": "on_process", "llm": "on_llm", "post": "on_post"}
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self.bot_user = settings.bot_user_id
+        self.bot_events = Window(self.th["dedup_window_s"])
+        self.handled = Span()
+        self.handled_examples = Examples()
+        self.runs = 0
+        self.llm_on_bot = 0
+        self.ceiling = int(self.th["post_ceiling"])
+        self.posts: dict[str, deque[float]] = {}
+        self.over = Span()
+        self.over_channels = Examples()
+
+    def on_envelope(self, rec: Record) -> None:
+        if (
+            rec.get("bot_id")
+            or rec.get("subtype") == "bot_message"
+            or (self.bot_user and rec.get("user") == self.bot_user)
+        ):
+            eid = rec.get("event_id")
+            if eid is not None:
+                self.bot_events.tick(rec["t"])
+                self.bot_events.put(eid, True)
+
+    def on_process(self, rec: Record) -> None:
+        if rec.get("phase") != "start":
+            return
+        self.runs += 1
+        eid = rec.get("event_id")
+        if eid is not None and self.bot_events.get(eid):
+            self.handled.add(rec["t"])
+            self.handled_examples.add(eid)
+
+    def on_llm(self, rec: Record) -> None:
+        eid = rec.get("event_id")
+        if eid is not None and self.bot_events.get(eid):
+            self.llm_on_bot += 1
+
+    def on_post(self, rec: Record) -> None:
+        ch = rec.get("channel")
+        if ch is None:
+            return
+        t = rec["t"]
+        dq = self.posts.get(ch)
+        if dq is None:
+            if len(self.posts) > 50_000:
+                self.posts.clear()
+            dq = self.posts[ch] = deque(maxlen=self.ceiling + 1)
+        dq.append(t)
+        if len(dq) > self.ceiling and t - dq[0] <= self.th["post_window_s"]:
+            self.over.add(t)
+            self.over_channels.add(ch)
+
+    def finish(self, ctx: Context) -> list[Finding]:
+        out: list[Finding] = []
+        if self.handled.count:
+            out.append(
+                Finding(
+                    "bot-message-handled",
+                    f"handlers ran {self.handled.count} time(s) on bot or self messages"
+                    + (f", {self.llm_on_bot} LLM call(s)" if self.llm_on_bot else ""),
+                    evidence={**self.handled.evidence(), "examples": self.handled_examples.items},
+                    cost={
+                        "wasted_runs": self.handled.count,
+                        "wasted_llm_calls": self.llm_on_bot,
+                        "share": round(self.handled.count / max(1, self.runs), 4),
+                    },
+                )
+            )
+        if self.over.count:
+            out.append(
+                Finding(
+                    "post-ceiling-exceeded",
+                    f"bot posts went above {self.ceiling} per {self.th['post_window_s']:.0f} s in "
+                    f"{len(self.over_channels.items)} channel(s) ({self.over.count} post(s) over the ceiling)",
+                    evidence={**self.over.evidence(), "channels": self.over_channels.items},
+                )
+            )
+        return out
+
+    def caveats(self, ctx: Context) -> list[str]:
+        if not ctx.has("process", "post"):
+            return ["bot-self-loop: no handler runs or posts in this data: self-loops not judged"]
+        return []

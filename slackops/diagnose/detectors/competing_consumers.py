@@ -1,0 +1,105 @@
+"""competing-consumers: another process on the same app token takes a share of the events.
+
+Slack spreads delivery attempts across every open connection of an app, including an old pod's in a rolling
+deploy or a forgotten dev instance. ``hello.num_connections`` above what the deployment should hold says so
+directly; with several instances in one recording, an instance whose share of deliveries suddenly halves is
+losing events to someone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from slackops.diagnose.detectors.base import Context, Detector, Examples, Span
+from slackops.findings import Finding
+from slackops.records import Record
+
+
+class CompetingConsumers(Detector):
+    slug = "competing-consumers"
+    kinds = {"hello": "on_hello", "envelope": "on_envelope"}
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self.over = Span()
+        self.max_num = 0
+        self.hosts = Examples()
+        self.bucket_start: float | None = None
+        self.bucket: Counter[str] = Counter()
+        self.prev_share: dict[str, float] = {}
+        self.drops = Span()
+        self.drop_examples: list[dict[str, Any]] = []
+
+    def on_hello(self, rec: Record) -> None:
+        num = rec.get("num_connections")
+        if num is None:
+            return
+        # With own_connections known, extra registrations are reported as ghosts (silent-deafness): a client
+        # that knows its own sockets cannot tell a ghost from a competitor, and ghosts are the likelier one.
+        if rec.get("own_connections") is not None:
+            return
+        if num > self.th["expected_connections"]:
+            self.over.add(rec["t"])
+            self.max_num = max(self.max_num, int(num))
+            self.hosts.add(rec.get("host"))
+
+    def on_envelope(self, rec: Record) -> None:
+        inst = rec.get("instance")
+        if inst is None:
+            return
+        t = rec["t"]
+        if self.bucket_start is None:
+            self.bucket_start = t
+        elif t - self.bucket_start >= self.th["share_window_s"]:
+            self._close_bucket()
+            self.bucket_start = t
+        self.bucket[inst] += 1
+
+    def _close_bucket(self) -> None:
+        total = sum(self.bucket.values())
+        if total >= 20:
+            shares = {k: v / total for k, v in self.bucket.items()}
+            for inst, before in self.prev_share.items():
+                now = shares.get(inst, 0.0)
+                if before > 0 and now < before * self.th["share_drop_ratio"]:
+                    self.drops.add(self.bucket_start or 0.0)
+                    if len(self.drop_examples) < 5:
+                        self.drop_examples.append(
+                            {"instance": inst, "share_before": round(before, 3), "share_after": round(now, 3)}
+                        )
+            self.prev_share = shares
+        self.bucket = Counter()
+
+    def finish(self, ctx: Context) -> list[Finding]:
+        if self.bucket:
+            self._close_bucket()
+        out: list[Finding] = []
+        if self.over.count:
+            out.append(
+                Finding(
+                    "competing-consumer",
+                    f"hello reported up to {self.max_num} connections, above the expected "
+                    f"{self.th['expected_connections']:.0f}: another process shares this app token and gets a share of the events",
+                    evidence={
+                        **self.over.evidence(),
+                        "max_num_connections": self.max_num,
+                        "hosts": self.hosts.items,
+                    },
+                )
+            )
+        if self.drops.count:
+            out.append(
+                Finding(
+                    "delivery-share-drop",
+                    f"{self.drops.count} time(s) an instance's share of deliveries fell below "
+                    f"{self.th['share_drop_ratio']:.0%} of its previous share",
+                    evidence={**self.drops.evidence(), "examples": self.drop_examples},
+                )
+            )
+        return out
+
+    def caveats(self, ctx: Context) -> list[str]:
+        if not ctx.has("hello"):
+            return ["competing-consumers: no hello frames in this data: connection counts not judged"]
+        return []

@@ -1,0 +1,152 @@
+"""disconnect-storm: reconnects far above Slack's refresh cadence, socket caps hit, connections.open throttled.
+
+Slack refreshes a healthy socket about every 5 h (``approximate_connection_time`` 18060 s), announced by a
+``warning`` then ``refresh_requested`` disconnect. More than a few reconnects per socket slot in 10 minutes, or a
+burst within a minute, is a storm; ``too_many_websockets`` means more than 10 sockets were open; a 429 on
+``apps.connections.open`` means the reconnect loop is being throttled.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, fmt_s
+from slackops.findings import Finding
+from slackops.records import Record
+
+#: A connect this soon after a reconnect record is the same reconnect seen twice (once as intent, once done).
+_SAME_S = 10.0
+
+
+class DisconnectStorm(Detector):
+    slug = "disconnect-storm"
+    kinds = {"reconnect": "on_reconnect", "connect": "on_connect", "disconnect": "on_disconnect",
+             "api_call": "on_api_call", "hello": "on_hello"}  # fmt: skip
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self.reconnects = Span()
+        self.window: deque[float] = deque()
+        self.burst: deque[float] = deque()
+        self.max_in_window = 0
+        self.worst_window: tuple[float, float] | None = None
+        self.max_burst = 0
+        self.burst_at: tuple[float, float] | None = None
+        self.last_reconnect_t = -1e18
+        self.connects = 0
+        self.saw_reconnect_kind = False
+        self.too_many = Span()
+        self.too_many_hosts = Examples()
+        self.open_429 = Span()
+        self.retry_after: list[float] = []
+        self.max_own = 0
+        self.conns = Examples()
+
+    # Reconnects are counted from reconnect records; logs that only show new sessions count those instead.
+    def on_reconnect(self, rec: Record) -> None:
+        self.saw_reconnect_kind = True
+        self._count(rec["t"], rec.get("conn"), rec.get("initiator") or "client")
+
+    def on_connect(self, rec: Record) -> None:
+        self.connects += 1
+        t = rec["t"]
+        if self.connects > 1 and t - self.last_reconnect_t > _SAME_S and not self.saw_reconnect_kind:
+            self._count(t, rec.get("conn"), "connect")
+
+    def _count(self, t: float, conn: str | None, what: str) -> None:
+        self.last_reconnect_t = t
+        self.reconnects.add(t)
+        self.conns.add(conn)
+        w, b = self.window, self.burst
+        w.append(t)
+        b.append(t)
+        horizon = self.th["reconnect_window_s"]
+        while w and t - w[0] > horizon:
+            w.popleft()
+        while b and t - b[0] > self.th["burst_window_s"]:
+            b.popleft()
+        if len(w) > self.max_in_window:
+            self.max_in_window, self.worst_window = len(w), (w[0], t)
+        if len(b) > self.max_burst:
+            self.max_burst, self.burst_at = len(b), (b[0], t)
+
+    def on_disconnect(self, rec: Record) -> None:
+        if rec.get("reason") == "too_many_websockets":
+            self.too_many.add(rec["t"])
+            self.too_many_hosts.add(rec.get("host"))
+
+    def on_api_call(self, rec: Record) -> None:
+        if rec.get("method") == "apps.connections.open" and (
+            rec.get("http_status") == 429 or rec.get("error") == "ratelimited"
+        ):
+            self.open_429.add(rec["t"])
+            ra = rec.get("retry_after")
+            if ra is not None and len(self.retry_after) < 100:
+                self.retry_after.append(float(ra))
+
+    def on_hello(self, rec: Record) -> None:
+        own = rec.get("own_connections")
+        if own is not None and own > self.max_own:
+            self.max_own = int(own)
+
+    def finish(self, ctx: Context) -> list[Finding]:
+        out: list[Finding] = []
+        slots = max(1.0, self.th["expected_connections"])
+        per_slot = self.max_in_window / slots
+        storm = per_slot > self.th["reconnect_max_per_window"] or self.max_burst >= self.th["burst_min"]
+        if storm:
+            worst = self.burst_at if self.max_burst >= self.th["burst_min"] else self.worst_window
+            out.append(
+                Finding(
+                    "reconnect-burst",
+                    f"{self.reconnects.count} reconnects; up to {self.max_in_window} within "
+                    f"{fmt_s(self.th['reconnect_window_s'])} and {self.max_burst} within {fmt_s(self.th['burst_window_s'])} "
+                    f"— a healthy socket refreshes about every 5 h",
+                    evidence={
+                        **self.reconnects.evidence(),
+                        "max_in_window": self.max_in_window,
+                        "max_in_burst": self.max_burst,
+                        "worst_from_t": worst[0] if worst else None,
+                        "worst_to_t": worst[1] if worst else None,
+                        "connections": self.conns.items,
+                        "counted_from": "reconnect records" if self.saw_reconnect_kind else "new sessions",
+                    },
+                )
+            )
+        if self.too_many.count:
+            out.append(
+                Finding(
+                    "too-many-websockets",
+                    f"Slack closed {self.too_many.count} socket(s) with too_many_websockets: more than 10 were open",
+                    evidence={**self.too_many.evidence(), "hosts": self.too_many_hosts.items},
+                )
+            )
+        if self.max_own > self.th["expected_connections"]:
+            out.append(
+                Finding(
+                    "connections-above-expected",
+                    f"up to {self.max_own} sockets held at once, more than the expected {self.th['expected_connections']:.0f}",
+                    evidence={
+                        "max_own_connections": self.max_own,
+                        "expected": self.th["expected_connections"],
+                    },
+                )
+            )
+        if self.open_429.count:
+            out.append(
+                Finding(
+                    "open-ratelimited",
+                    f"apps.connections.open was rate limited {self.open_429.count} time(s): the reconnect loop is too fast",
+                    evidence={**self.open_429.evidence(), "retry_after_s": sorted(set(self.retry_after))[:5]},
+                )
+            )
+        return out
+
+    def caveats(self, ctx: Context) -> list[str]:
+        if not ctx.has("reconnect", "connect"):
+            return ["disconnect-storm: no connects or reconnects in this data; reconnect rate not judged"]
+        return []
+
+    def stats(self) -> dict[str, Any]:
+        return {"reconnects": self.reconnects.count}

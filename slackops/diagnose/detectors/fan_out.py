@@ -1,0 +1,156 @@
+"""fan-out (cost): one channel (or one mention) turning into many LLM calls.
+
+A ``message`` subscription makes every message in every joined channel a candidate LLM call; an @mention arrives
+both as ``app_mention`` and as ``message``; edits (``message_changed``) re-trigger handlers even when the text
+did not change.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
+from slackops.findings import Finding
+from slackops.records import Record
+
+_HOUR = 3600.0
+
+
+class FanOut(Detector):
+    slug = "fan-out"
+    kinds = {"envelope": "on_envelope", "process": "on_process", "llm": "on_llm"}
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self.ceiling = int(self.th["llm_per_channel_hour"])
+        self.recent: dict[str, deque[float]] = {}
+        self.bursts = Span()
+        self.burst_channels: dict[str, int] = {}
+        self.llm_calls = 0
+        w = self.th["dedup_window_s"]
+        #: event_id -> (channel, ts, event_type, unchanged edit?)
+        self.events = Window(w)
+        #: (channel, ts) -> the event type handled first, or "pair" once both were
+        self.handled = Window(w)
+        self.pairs = Span()
+        self.pair_examples = Examples()
+        self.edits = Span()
+        self.edit_examples = Examples()
+        self.started = 0
+
+    def on_envelope(self, rec: Record) -> None:
+        et = rec.get("event_type")
+        if et != "app_mention" and et != "message":
+            return
+        eid = rec.get("event_id")
+        if eid is None:
+            return
+        w = self.events
+        t = rec["t"]
+        if t >= w.deadline:
+            w.rotate(t)
+        unchanged = rec.get("text_changed") is False and rec.get("subtype") == "message_changed"
+        w.current[eid] = (rec.get("channel"), rec.get("ts") or rec.get("event_ts"), et, unchanged)
+
+    def on_process(self, rec: Record) -> None:
+        if rec.get("phase") != "start":
+            return
+        self.started += 1
+        eid = rec.get("event_id")
+        if eid is None:
+            return
+        w = self.events
+        info = w.current.get(eid) or w.previous.get(eid)
+        if info is None:
+            return
+        channel, ts, et, unchanged = info
+        if unchanged:
+            self.edits.add(rec["t"])
+            self.edit_examples.add(eid)
+        if channel is None or ts is None:
+            return
+        key = (channel, ts)
+        h = self.handled
+        t = rec["t"]
+        if t >= h.deadline:
+            h.rotate(t)
+        # One @mention arrives as app_mention and as message with the same channel + ts: both handled is waste.
+        seen = h.current.get(key) or h.previous.get(key)
+        if seen is None:
+            h.current[key] = et
+        elif seen != et and seen != "pair":
+            h.current[key] = "pair"
+            self.pairs.add(t)
+            self.pair_examples.add(eid)
+
+    def on_llm(self, rec: Record) -> None:
+        self.llm_calls += 1
+        ch = rec.get("channel")
+        if ch is None:
+            return
+        t = rec["t"]
+        dq = self.recent.get(ch)
+        if dq is None:
+            if len(self.recent) > 50_000:
+                self.recent.clear()
+            dq = self.recent[ch] = deque(maxlen=self.ceiling + 1)
+        dq.append(t)
+        if len(dq) > self.ceiling and t - dq[0] < _HOUR:
+            self.bursts.add(t)
+            self.burst_channels[ch] = self.burst_channels.get(ch, 0) + 1
+
+    def finish(self, ctx: Context) -> list[Finding]:
+        out: list[Finding] = []
+        if self.burst_channels:
+            worst = sorted(self.burst_channels.items(), key=lambda kv: -kv[1])[:5]
+            over = self.bursts.count
+            out.append(
+                Finding(
+                    "channel-llm-burst",
+                    f"{len(self.burst_channels)} channel(s) went above {self.ceiling} LLM calls per hour; "
+                    f"{over} call(s) beyond the ceiling",
+                    evidence={
+                        **self.bursts.evidence(),
+                        "channels": [c for c, _ in worst],
+                        "calls_over": dict(worst),
+                    },
+                    cost={
+                        "wasted_llm_calls": over,
+                        "share": round(over / self.llm_calls, 4) if self.llm_calls else 0.0,
+                    },
+                )
+            )
+        if self.pairs.count:
+            out.append(
+                Finding(
+                    "mention-pair-double",
+                    f"{self.pairs.count} @mention(s) handled twice: once as app_mention and once as message",
+                    evidence={**self.pairs.evidence(), "examples": self.pair_examples.items},
+                    cost={
+                        "wasted_runs": self.pairs.count,
+                        "share": round(self.pairs.count / max(1, self.started), 4),
+                    },
+                )
+            )
+        if self.edits.count:
+            out.append(
+                Finding(
+                    "unchanged-edit-handled",
+                    f"{self.edits.count} message_changed edit(s) with unchanged text were handled again",
+                    evidence={**self.edits.evidence(), "examples": self.edit_examples.items},
+                    cost={
+                        "wasted_runs": self.edits.count,
+                        "share": round(self.edits.count / max(1, self.started), 4),
+                    },
+                )
+            )
+        return out
+
+    def caveats(self, ctx: Context) -> list[str]:
+        notes = []
+        if not ctx.has("llm"):
+            notes.append("fan-out: no LLM call records: per-channel LLM rate not judged")
+        if not ctx.has("process"):
+            notes.append("fan-out: no handler runs: double-handled mentions and edits not judged")
+        return notes

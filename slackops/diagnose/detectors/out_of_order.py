@@ -1,0 +1,117 @@
+"""out-of-order: handlers starting events of one channel or thread out of ``event_ts`` order.
+
+Socket Mode guarantees no order across connections, retries or reconnects; a handler that assumes it (a
+conversation state machine, "the latest message wins") acts on stale input. Inversions that coincide with
+retries point at slow acks as the cause.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
+from slackops.findings import Finding
+from slackops.records import Record
+
+
+def _ts(v: Any) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+class OutOfOrder(Detector):
+    slug = "out-of-order"
+    kinds = {"envelope": "on_envelope", "process": "on_process"}
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self.events = Window(self.th["dedup_window_s"])
+        self.latest: dict[tuple[str, str], float] = {}
+        self.latest_delivered: dict[tuple[str, str], float] = {}
+        self.inversions = Span()
+        self.examples = Examples()
+        self.on_retry = 0
+        self.delivery_inversions = Span()
+        self.has_process = False
+        self.tolerance = self.th["order_tolerance_s"]
+
+    def on_envelope(self, rec: Record) -> None:
+        eid = rec.get("event_id")
+        ch = rec.get("channel")
+        if eid is None or ch is None:
+            return
+        w = self.events
+        t = rec["t"]
+        if t >= w.deadline:
+            w.rotate(t)
+        if eid in w.current or eid in w.previous:
+            return  # a retry of an event already seen: its position was judged the first time
+        ts = _ts(rec.get("event_ts") or rec.get("ts"))
+        if ts is None:
+            return
+        thread = rec.get("thread_ts")
+        w.current[eid] = (ch, thread, ts, bool(rec.get("retry_attempt")))
+        key = (ch, thread or "")
+        latest = self.latest_delivered
+        prev = latest.get(key)
+        if prev is None:
+            if len(latest) > 100_000:
+                latest.clear()
+            latest[key] = ts
+        elif ts > prev:
+            latest[key] = ts
+        elif ts < prev - self.tolerance:
+            self.delivery_inversions.add(t)
+
+    def on_process(self, rec: Record) -> None:
+        if rec.get("phase") != "start":
+            return
+        self.has_process = True
+        eid = rec.get("event_id")
+        if eid is None:
+            return
+        w = self.events
+        info = w.current.get(eid) or w.previous.get(eid)
+        if info is None:
+            return
+        ch, thread, ts, retry = info
+        key = (ch, thread or "")
+        latest = self.latest
+        prev = latest.get(key)
+        if prev is None:
+            if len(latest) > 100_000:
+                latest.clear()
+            latest[key] = ts
+        elif ts > prev:
+            latest[key] = ts
+        elif ts < prev - self.tolerance:
+            self.inversions.add(rec["t"])
+            self.examples.add(eid)
+            self.on_retry += retry
+
+    def finish(self, ctx: Context) -> list[Finding]:
+        if self.inversions.count:
+            return [
+                Finding(
+                    "order-inversion",
+                    f"{self.inversions.count} handler start(s) came after a later message of the same channel/thread"
+                    + (f"; {self.on_retry} of them were Slack retries" if self.on_retry else ""),
+                    evidence={
+                        **self.inversions.evidence(),
+                        "examples": self.examples.items,
+                        "on_retries": self.on_retry,
+                    },
+                )
+            ]
+        if not self.has_process and self.delivery_inversions.count:
+            return [
+                Finding(
+                    "order-inversion",
+                    f"{self.delivery_inversions.count} event(s) were delivered after a later message of the same channel/thread",
+                    evidence=self.delivery_inversions.evidence(),
+                    caveats=["no handler runs in this data: judged from delivery order"],
+                )
+            ]
+        return []

@@ -1,0 +1,169 @@
+"""queue-overflow: downstream work falling behind the socket.
+
+Signatures: queue depth rising bucket after bucket; the wait from ack to handler start growing; events shed.
+The slack-sdk logs queue depth on every enqueue ("A new message enqueued (current queue size: N)"), which is
+the backpressure signal Bolt's own "Response time" hides (it starts timing after the queue).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
+from slackops.findings import Finding
+from slackops.records import Record
+
+
+class QueueOverflow(Detector):
+    slug = "queue-overflow"
+    kinds = {"queue": "on_queue", "ack": "on_ack", "process": "on_process"}
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self.bucket_start: float | None = None
+        self.bucket_max = -1
+        self.prev_max = -1
+        self.rising = 0
+        self.rise_start: float | None = None
+        self.growth = Span()
+        self.growth_peak = 0
+        self.max_depth = 0
+        self.shed = Span()
+        self.shed_examples = Examples()
+        self.acked = Window(self.th["dedup_window_s"])
+        self.wait_bucket_start: float | None = None
+        self.wait_deadline = float("-inf")
+        self.wait_sum = 0.0
+        self.wait_n = 0
+        self.wait_means: list[float] = []
+        self.wait_rising = 0
+        self.wait_flagged = Span()
+        self.max_wait = 0.0
+
+    def on_queue(self, rec: Record) -> None:
+        t = rec["t"]
+        if rec.get("action") == "shed":
+            self.shed.add(t)
+            self.shed_examples.add(rec.get("event_id"))
+        depth = rec.get("depth")
+        if depth is None:
+            return
+        depth = int(depth)
+        self.max_depth = max(self.max_depth, depth)
+        if self.bucket_start is None:
+            self.bucket_start = t
+        elif t - self.bucket_start >= self.th["queue_bucket_s"]:
+            self._close_bucket(t)
+            self.bucket_start = t
+        self.bucket_max = max(self.bucket_max, depth)
+
+    def _close_bucket(self, t: float) -> None:
+        if self.bucket_max > self.prev_max >= 0:
+            if self.rising == 0:
+                self.rise_start = self.bucket_start
+            self.rising += 1
+            if (
+                self.rising + 1 >= self.th["queue_growth_buckets"]
+                and self.bucket_max >= self.th["queue_min_depth"]
+            ):
+                if self.growth.count == 0 or (self.growth.last or 0) < (self.rise_start or 0):
+                    self.growth.add(self.rise_start or t)
+                self.growth.last = t
+                self.growth_peak = max(self.growth_peak, self.bucket_max)
+        else:
+            self.rising = 0
+        self.prev_max = self.bucket_max
+        self.bucket_max = -1
+
+    def on_ack(self, rec: Record) -> None:
+        key = rec.get("envelope_id") or rec.get("event_id")
+        if key is not None:
+            w = self.acked
+            t = rec["t"]
+            if t >= w.deadline:
+                w.rotate(t)
+            w.current[key] = t
+
+    def on_process(self, rec: Record) -> None:
+        phase = rec.get("phase")
+        if phase != "start":
+            if phase == "shed":
+                self.shed.add(rec["t"])
+                self.shed_examples.add(rec.get("event_id"))
+            return
+        w = self.acked
+        key = rec.get("envelope_id") or rec.get("event_id")
+        if key is None:
+            return
+        acked = w.current.get(key) or w.previous.get(key)
+        if acked is None:
+            return
+        t = rec["t"]
+        wait = t - acked
+        if wait > self.max_wait:
+            self.max_wait = wait
+        if t >= self.wait_deadline:
+            if self.wait_bucket_start is not None:
+                self._close_wait(t)
+            self.wait_bucket_start = t
+            self.wait_deadline = t + self.th["queue_wait_bucket_s"]
+        if wait > 0:
+            self.wait_sum += wait
+        self.wait_n += 1
+
+    def _close_wait(self, t: float) -> None:
+        if not self.wait_n:
+            return
+        mean = self.wait_sum / self.wait_n
+        self.wait_sum, self.wait_n = 0.0, 0
+        if self.wait_means and mean > self.wait_means[-1]:
+            self.wait_rising += 1
+        else:
+            self.wait_rising = 0
+        if len(self.wait_means) > 1000:
+            del self.wait_means[:500]
+        self.wait_means.append(mean)
+        if self.wait_rising + 1 >= 5 and mean >= self.th["queue_wait_s"]:
+            self.wait_flagged.add(t)
+
+    def finish(self, ctx: Context) -> list[Finding]:
+        if self.bucket_start is not None and self.bucket_max >= 0:
+            self._close_bucket(ctx.t_last or 0.0)
+        self._close_wait(ctx.t_last or 0.0)
+        out: list[Finding] = []
+        if self.growth.count:
+            out.append(
+                Finding(
+                    "queue-growing",
+                    f"the work queue kept growing, to {self.growth_peak} items (max seen {self.max_depth}): handlers fall behind the socket",
+                    evidence={
+                        **self.growth.evidence(),
+                        "peak_depth": self.growth_peak,
+                        "max_depth": self.max_depth,
+                    },
+                )
+            )
+        if self.wait_flagged.count:
+            out.append(
+                Finding(
+                    "queue-wait-growing",
+                    f"the wait from ack to handler start kept rising, up to {self.max_wait:.1f} s",
+                    evidence={**self.wait_flagged.evidence(), "max_wait_s": round(self.max_wait, 2)},
+                )
+            )
+        if self.shed.count:
+            out.append(
+                Finding(
+                    "events-shed",
+                    f"{self.shed.count} event(s) were shed under backpressure",
+                    evidence={**self.shed.evidence(), "examples": self.shed_examples.items},
+                )
+            )
+        return out
+
+    def caveats(self, ctx: Context) -> list[str]:
+        if not ctx.has("queue"):
+            return [
+                "queue-overflow: no queue depth records (slack-sdk logs them at DEBUG): growth not judged"
+            ]
+        return []
