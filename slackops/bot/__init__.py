@@ -16,6 +16,7 @@ or from the shell: ``slackops bot run mymodule:handle``. The pieces, each usable
 =====================  =================================================================================
 :mod:`.queue`          durable SQLite (WAL) work queue: persist before ack, orphan re-dispatch on start
 :mod:`.dedup`          ``DedupStore`` protocol; atomic insert-if-absent on event_id with a TTL >= 10 min
+:mod:`.redis_backend`  several replicas: shared dedup + Redis Streams work queue, reclaim of dead replicas' work
 :mod:`.dispatcher`     bounded-concurrency handler runs, bounded retries, drain with a deadline
 :mod:`.backpressure`   per-event-class accept / shed / block above soft and hard queue limits
 :mod:`.ordering`       optional per-channel/thread resequencing on event_ts with a hold window
@@ -46,6 +47,8 @@ _EXPORTS = {
     "DedupStore": "slackops.bot.dedup",
     "SqliteDedupStore": "slackops.bot.dedup",
     "MemoryDedupStore": "slackops.bot.dedup",
+    "RedisWorkQueue": "slackops.bot.redis_backend",
+    "RedisDedupStore": "slackops.bot.redis_backend",
     "BackpressurePolicy": "slackops.bot.backpressure",
     "Resequencer": "slackops.bot.ordering",
     "ConversationStore": "slackops.bot.conversation",

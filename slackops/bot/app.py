@@ -20,6 +20,13 @@ the responder's answer is not durable — if the process dies while it runs, the
 Handler work runs on the :class:`~slackops.bot.dispatcher.Dispatcher` (bounded concurrency, retries, drain).
 Shutdown (:meth:`Bot.stop`): close sockets first, drain within ``drain_timeout_s``, requeue the rest; on start,
 rows left by a dead process are re-dispatched (:meth:`WorkQueue.recover`).
+
+**Several instances** (``BotConfig.store="redis://..."``): dedup and the queue live in Redis
+(:mod:`slackops.bot.redis_backend`). The receive path is the same (claim + persist in one Lua script, then ack),
+but admitted work is not run where it arrived: every instance pulls from the shared stream when it has room
+(:meth:`Bot._consume`), reclaims the work of dead instances, and on shutdown hands back what it did not finish.
+If the store cannot persist an envelope, the bot does not ack it (Slack retries events_api envelopes), writes an
+``error`` record saying so, and ``/readyz`` answers 503 until the store works again.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from slackops.bot.dispatcher import Dispatcher, DrainReport
 from slackops.bot.handler import Context, Handler, Responder
 from slackops.bot.metrics import BotMetrics, HealthServer
 from slackops.bot.ordering import Resequencer
-from slackops.bot.queue import WorkItem, WorkQueue
+from slackops.bot.queue import WorkBackend, WorkItem, WorkQueue, settle
 from slackops.bot.shutdown import ShutdownSignals, unless_forced
 from slackops.bot.webapi import make_web_client
 from slackops.errors import StoreError, UsageError
@@ -57,6 +64,8 @@ SLACK_API_URL = "https://slack.com/api/"
 
 #: How often expired dedup keys and conversation state are swept.
 HOUSEKEEPING_S = 60.0
+#: Store URL schemes that select the shared Redis backend.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass
@@ -90,6 +99,12 @@ class BotConfig:
     metrics_port: int | None = None
     instance: str | None = None
     source: str = "bot"
+    #: a shared store for several instances (``redis://host:6379/0``); ``None``: the SQLite file ``db``
+    store: str | None = None
+    #: replicas of one app share a queue name; different bots on one Redis use different names
+    queue_name: str = "default"
+    #: shared store: work a dead instance held is reclaimed after this long without its heartbeat
+    visibility_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.connections <= 10:
@@ -103,6 +118,40 @@ class BotConfig:
             raise UsageError("--drain-timeout must be >= 0")
         if not 0 < self.fast_path_timeout_s < 3.0:
             raise UsageError("the fast-path timeout must be under Slack's 3 s ack deadline")
+        if self.store is not None and not self.store.startswith(REDIS_SCHEMES):
+            raise UsageError(
+                f"--store must be a Redis URL (redis://, rediss://, unix://), not {self.store.split(':')[0]!r}",
+                hint="For example --store redis://localhost:6379/0; leave it out for the embedded SQLite queue.",
+            )
+        if self.store is not None and not self.instance:
+            # Each replica is a consumer in the group under this name: two with one name would share a
+            # pending list and hand back each other's work.
+            self.instance = default_instance()
+        if self.visibility_timeout_s <= 0:
+            raise UsageError("the visibility timeout must be positive")
+
+
+def default_instance() -> str:
+    """``hostname-pid``: unique per process, readable in records and in ``XINFO CONSUMERS``."""
+    import socket
+
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def open_queue(config: BotConfig) -> WorkBackend:
+    """The work queue ``config`` asks for: Redis when ``store`` is set, else the SQLite file ``db``."""
+    if config.store is None:
+        return WorkQueue(config.db, dedup_ttl_s=config.dedup_ttl_s)
+    from slackops.bot.redis_backend import RedisWorkQueue
+
+    assert config.instance is not None
+    return RedisWorkQueue(
+        config.store,
+        app=config.queue_name,
+        instance=config.instance,
+        dedup_ttl_s=config.dedup_ttl_s,
+        visibility_s=config.visibility_timeout_s,
+    )
 
 
 class Bot:
@@ -127,7 +176,8 @@ class Bot:
         self.responder = responder
         self.metrics = BotMetrics()
         self._recorder = recorder
-        self.queue = WorkQueue(config.db, dedup_ttl_s=config.dedup_ttl_s)
+        self.queue: Any = open_queue(config)
+        self.metrics.identify(config.instance, "redis" if config.store else "sqlite")
         self.client = web_client or make_web_client(
             config.bot_token, base_url=config.api_url, emit=self.write, source=config.source
         )
@@ -150,6 +200,13 @@ class Bot:
         self._accepting = False
         self._stopping: asyncio.Task[DrainReport | None] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self._beats: asyncio.Task[None] | None = None
+        self._consuming = False
+        #: why the work store last failed (None while it works): /readyz reports it
+        self.store_error: str | None = None
+        #: shared store: unfinished work of all replicas, refreshed by the consumer loop
+        self.backlog = 0
         self.orphans = 0
         self.recovered = 0
         self.bot_user_id: str | None = None
@@ -180,25 +237,45 @@ class Bot:
             return False, "draining"
         if not self._accepting:
             return False, "starting"
+        if self.store_error is not None:
+            return False, f"work store unavailable: {self.store_error}"
         if not self.live:
             return False, "no open socket"
-        if not self.policy.ready(self.dispatcher.depth):
-            return False, f"queue depth {self.dispatcher.depth} >= soft limit {self.policy.soft_limit}"
+        depth = self.depth
+        if not self.policy.ready(depth):
+            return False, f"queue depth {depth} >= soft limit {self.policy.soft_limit}"
         return True, "ok"
+
+    @property
+    def depth(self) -> int:
+        """Unfinished work the backpressure policy judges: here, or (shared store) of every replica."""
+        return max(self.dispatcher.depth, self.backlog) if self.queue.shared else self.dispatcher.depth
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Re-dispatch work left by a previous process, start /metrics, open the sockets."""
+        """Open the work store, re-dispatch work left by a previous process, start /metrics, open the sockets.
+
+        Raises :class:`~slackops.errors.StoreError` when the store cannot be reached (Redis down): a bot that
+        cannot persist must not ack, so it does not start.
+        """
+        opener = getattr(self.queue, "open", None)
+        if opener is not None:
+            await opener()
         await self._identify()
-        self._redispatch_recovered()
-        self._housekeeping = asyncio.get_running_loop().create_task(self._housekeep())
+        await self._redispatch_recovered()
+        loop = asyncio.get_running_loop()
+        self._housekeeping = loop.create_task(self._housekeep())
+        if self.queue.shared:
+            self._consuming = True
+            self._consumer = loop.create_task(self._consume(), name="slackops-consume")
+            self._beats = loop.create_task(self._heartbeat(), name="slackops-heartbeat")
         if self.config.metrics_port is not None:
             self.health = HealthServer(
                 self.metrics,
                 live=lambda: self.live,
                 ready=self.readiness,
-                depth=lambda: self.dispatcher.depth,
+                depth=lambda: self.depth,
             )
             port = await self.health.start(self.config.metrics_host, self.config.metrics_port)
             log.info("metrics on http://%s:%d/metrics", self.config.metrics_host, port)
@@ -233,25 +310,90 @@ class Bot:
         )
         return ConnectionManager(cfg, on_envelope=self.on_envelope, recorder=self)
 
-    def _redispatch_recovered(self) -> None:
-        for item in self.queue.recover():
+    async def _redispatch_recovered(self) -> None:
+        for item in await settle(self.queue.recover()):
+            self._take(item)
+
+    def _take(self, item: WorkItem) -> None:
+        """Submit recovered or fetched work; an orphan (its owner died holding it) gets a record first."""
+        if item.orphaned:
+            # A previous process (or, shared, another instance) held it and died (kill -9, OOM): run it again.
             self.recovered += 1
-            if item.orphaned:
-                # A previous process claimed it and died mid-handler (kill -9, OOM): run it again.
-                self.orphans += 1
-                self.write(
-                    records.make(
-                        "process",
-                        t=time.time(),
-                        source=self.config.source,
-                        event_id=item.dedup_key,
-                        envelope_id=item.envelope.envelope_id,
-                        channel=item.envelope.event.channel,
-                        phase="requeue",
-                        error="orphan",
-                    )
+            self.orphans += 1
+            self.write(
+                records.make(
+                    "process",
+                    t=time.time(),
+                    source=self.config.source,
+                    event_id=item.dedup_key,
+                    envelope_id=item.envelope.envelope_id,
+                    channel=item.envelope.event.channel,
+                    phase="requeue",
+                    error="orphan",
+                    owner=item.owner,
                 )
-            self.dispatcher.submit(item)
+            )
+        elif not self.queue.shared:
+            self.recovered += 1
+        self.dispatcher.submit(item)
+
+    async def _consume(self) -> None:
+        """Shared store: pull work when there is room, reclaim dead instances' work, keep held work owned.
+
+        Pull, not push: an instance takes at most ``concurrency`` items at a time, so work queues in Redis
+        where any instance that frees a slot takes it, rather than behind one busy instance.
+        """
+        limit = self.config.concurrency
+        next_measure = 0.0
+        while self._consuming:
+            try:
+                if time.monotonic() >= next_measure:
+                    next_measure = time.monotonic() + 0.5
+                    self.backlog = await self.queue.backlog()
+                room = limit - self.dispatcher.depth
+                if room <= 0:
+                    await self.dispatcher.wait_below(limit, 0.5)
+                    continue
+                items = await self.queue.fetch(room, block_s=0.5)
+            except StoreError as exc:
+                self._store_failed("fetch", exc)
+                await asyncio.sleep(0.5)
+                continue
+            self._store_ok()
+            for item in items:
+                self._take(item)
+
+    async def _heartbeat(self) -> None:
+        """Shared store: keep the work held here owned (3 beats per visibility timeout), drain included."""
+        every = self.config.visibility_timeout_s / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                lost = await self.queue.heartbeat(self.dispatcher.held)
+            except StoreError as exc:
+                self._store_failed("heartbeat", exc)
+                continue
+            for item_id in lost:
+                self._record(
+                    "error",
+                    where="heartbeat",
+                    error="reclaimed",
+                    detail=f"entry {item_id} was reclaimed by another instance (stalled past the "
+                    f"{self.config.visibility_timeout_s:g}s visibility timeout); it may run twice",
+                )
+
+    def _store_failed(self, where: str, exc: Exception) -> None:
+        # Once per outage (the loop retries every 0.5 s); each unacked envelope gets its own record in
+        # on_envelope, which is what diagnose counts.
+        if self.store_error is None:
+            log.error("work store unavailable (%s): %s", where, exc)
+            self._record("error", where=where, error=type(exc).__name__, detail=str(exc)[:300])
+        self.store_error = type(exc).__name__
+
+    def _store_ok(self) -> None:
+        if self.store_error is not None:
+            log.info("work store reachable again: persisting and acking envelopes")
+            self.store_error = None
 
     async def serve(self, before_stop: Callable[[], Awaitable[Any]] | None = None) -> DrainReport | None:
         """Run until SIGTERM/SIGINT (or :meth:`ShutdownSignals.trigger`), then shut down gracefully.
@@ -296,12 +438,22 @@ class Bot:
                 await self.mgr.stop_receiving()
             except Exception as exc:  # a failing close must not skip the drain
                 self._record("error", where="stop_receiving", error=type(exc).__name__, detail=str(exc)[:200])
+        if self._consumer is not None:
+            # Shared store: take no more work. Let a read in flight finish (it is bounded to 0.5 s) rather than
+            # cancel it, so entries Redis handed us are ours and are handed back below, not left to time out.
+            self._consuming = False
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._consumer), 3.0)
+            self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._consumer
         report = await unless_forced(self.dispatcher.drain(self.config.drain_timeout_s), self.signals.forced)
+        later = "handed back to the other instances" if self.queue.shared else "requeued for the next start"
         if report is not None:
-            log.info("drained: %d finished, %d requeued for the next start", report.finished, report.requeued)
+            log.info("drained: %d finished, %d %s", report.finished, report.requeued, later)
         else:
             cut = self.dispatcher.abandon()
-            log.info("second signal: %d handler runs cut short; they run again on the next start", cut)
+            log.info("second signal: %d handler runs cut short and %s", cut, later)
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -311,14 +463,22 @@ class Bot:
         if self.mgr is not None and hasattr(self.mgr, "close"):
             with contextlib.suppress(Exception):
                 await self.mgr.close()
-        self.queue.close()
+        if self._beats is not None:
+            self._beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._beats
+        # Shared store: hands back every entry still held here, for the other instances to run now.
+        try:
+            await settle(self.queue.close())
+        except Exception as exc:
+            self._record("error", where="queue_close", error=type(exc).__name__, detail=str(exc)[:200])
         return report
 
     async def _housekeep(self) -> None:
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
             try:
-                self.queue.purge()
+                await settle(self.queue.purge())
             except StoreError as exc:
                 self._record("error", where="dedup_purge", error="StoreError", detail=str(exc)[:200])
             self.conversations.sweep()
@@ -327,7 +487,7 @@ class Bot:
 
     async def on_envelope(self, env: Envelope, received_at: float, conn: Any) -> None:
         """Backpressure -> dedup + persist (one transaction) -> ack -> submit. Called by the transport."""
-        depth = self.dispatcher.depth
+        depth = self.depth
         event_class = classify(env)
         action = self.policy.decide(event_class, depth)
         if action is Action.SHED:
@@ -351,11 +511,21 @@ class Bot:
             )
             await self.dispatcher.wait_below(self.policy.hard_limit, self.policy.block_timeout_s)
         try:
-            admission = self.queue.admit(env, time.time())
+            admission = await settle(self.queue.admit(env, time.time()))
         except (StoreError, sqlite3.Error) as exc:
             # Not persisted, so not acked: Slack retries events_api envelopes; better late than lost.
-            self._record("error", where="enqueue", error=type(exc).__name__, detail=str(exc)[:200])
+            if self.store_error is None:
+                log.error("cannot persist envelopes, so not acking them (Slack retries events): %s", exc)
+            self.store_error = type(exc).__name__
+            self._record(
+                "error",
+                where="enqueue",
+                error=type(exc).__name__,
+                detail=f"not acked (Slack retries events_api): {str(exc)[:200]}",
+            )
             return
+        if self.store_error is not None:
+            self._store_ok()
         if admission.duplicate or admission.item is None:
             await self.mgr.ack(env.envelope_id, via=conn)
             self._record("dedup", event_id=env.dedup_key, envelope_id=env.envelope_id, duplicate=True)
@@ -368,7 +538,8 @@ class Bot:
         self._record(
             "queue", depth=depth + 1, action="enqueue", event_id=env.dedup_key, envelope_id=env.envelope_id
         )
-        self.dispatcher.submit(admission.item)
+        if not self.queue.shared:  # shared: whichever instance has room pulls it (_consume)
+            self.dispatcher.submit(admission.item)
 
     async def _respond(self, item: WorkItem, received_at: float) -> dict[str, Any] | str | None:
         """Run the responder for the ack payload, within what is left of the fast-path budget."""

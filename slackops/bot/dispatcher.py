@@ -25,7 +25,7 @@ from typing import Any
 
 from slackops import records
 from slackops.bot.ordering import Resequencer, order_key, order_ts
-from slackops.bot.queue import WorkItem, WorkQueue
+from slackops.bot.queue import WorkBackend, WorkItem, settle
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -40,11 +40,11 @@ class DrainReport:
 
 
 class Dispatcher:
-    """Bounded-concurrency executor of :class:`WorkItem` s, backed by the durable :class:`WorkQueue`."""
+    """Bounded-concurrency executor of :class:`WorkItem` s, backed by a durable queue (SQLite or Redis)."""
 
     def __init__(
         self,
-        queue: WorkQueue,
+        queue: WorkBackend,
         run: Callable[[WorkItem], Awaitable[None]],
         *,
         concurrency: int = 8,
@@ -88,6 +88,11 @@ class Dispatcher:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    @property
+    def held(self) -> list[int | str]:
+        """Ids of the items admitted here and not finished (a shared queue's heartbeat keeps them owned)."""
+        return list(self._items)
 
     @property
     def draining(self) -> bool:
@@ -157,7 +162,12 @@ class Dispatcher:
             self._unlock_for(key)
 
     async def _run_one(self, item: WorkItem) -> None:
-        self.queue.claim(item.id)
+        try:
+            await settle(self.queue.claim(item.id))
+        except Exception as exc:
+            # The store is unreachable (Redis down): do not run what we cannot track; retry like a failure.
+            await self._failed(item, exc, 0.0)
+            return
         item.attempts += 1
         self._running.add(item.id)
         self._process(item, "start")
@@ -168,25 +178,36 @@ class Dispatcher:
             # Drain deadline: drain() requeues every unfinished row; nothing to write here.
             raise
         except Exception as exc:
-            self._failed(item, exc, (self._clock() - started) * 1000.0)
+            await self._failed(item, exc, (self._clock() - started) * 1000.0)
         else:
-            self.queue.complete(item.id)
+            try:
+                await settle(self.queue.complete(item.id))
+            except Exception as exc:
+                # The work is done but the store did not hear it: a shared queue re-runs it after the
+                # visibility timeout (posts already noted are skipped); say so instead of crashing the task.
+                self._store_error("complete", exc)
             self.completed += 1
             self._process(item, "end", duration_ms=(self._clock() - started) * 1000.0)
             self._forget(item)
         finally:
             self._running.discard(item.id)
 
-    def _failed(self, item: WorkItem, exc: Exception, duration_ms: float) -> None:
+    async def _failed(self, item: WorkItem, exc: Exception, duration_ms: float) -> None:
         error = f"{type(exc).__name__}: {exc}"[:300]
         if item.attempts < self.max_attempts:
-            self.queue.requeue(item.id, error)
+            try:
+                await settle(self.queue.requeue(item.id, error))
+            except Exception as store_exc:
+                self._store_error("requeue", store_exc)
             self._process(item, "requeue", duration_ms=duration_ms, error=error)
             if not self._draining:  # while draining, drain() leaves it pending for the next start
                 delay = min(30.0, self.retry_base_s * 2 ** (item.attempts - 1))
                 self._timers[item.id] = asyncio.get_running_loop().call_later(delay, self._retry, item)
             return
-        self.queue.fail(item.id, error)
+        try:
+            await settle(self.queue.fail(item.id, error))
+        except Exception as store_exc:
+            self._store_error("fail", store_exc)
         self.failed += 1
         self._process(item, "fail", duration_ms=duration_ms, error=error)
         self._forget(item)
@@ -217,6 +238,19 @@ class Dispatcher:
             del self._key_locks[key]
         else:
             self._key_locks[key] = (lock, refs - 1)
+
+    def _store_error(self, where: str, exc: Exception) -> None:
+        if self._emit is not None:
+            self._emit(
+                records.make(
+                    "error",
+                    t=time.time(),
+                    source=self._source,
+                    where=f"queue_{where}",
+                    error=type(exc).__name__,
+                    detail=str(exc)[:200],
+                )
+            )
 
     def _process(self, item: WorkItem, phase: str, **fields: Any) -> None:
         if self._emit is None:
@@ -264,7 +298,10 @@ class Dispatcher:
         for item in list(self._items.values()):
             # Claimed rows go back to pending; never-started ones are pending already. Either way the next start
             # dispatches them; the record says so, so a recording shows nothing was dropped.
-            self.queue.requeue(item.id, "shutdown")
+            try:
+                await settle(self.queue.requeue(item.id, "shutdown"))
+            except Exception as exc:  # the store is down: the entry stays claimed, reclaimed when it is back
+                self._store_error("requeue", exc)
             self._process(item, "requeue", error="shutdown")
             requeued += 1
         self._items.clear()

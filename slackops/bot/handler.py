@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -49,7 +50,7 @@ class Context:
         *,
         emit: Callable[[dict[str, Any]], None] | None = None,
         conversations: ConversationStore | None = None,
-        mark_effect: Callable[[str], None] | None = None,
+        mark_effect: Callable[[str], Any] | None = None,
         source: str = "bot",
         bot_user_id: str | None = None,
         effect_prefix: str = "post",
@@ -153,14 +154,16 @@ class Context:
 
     async def _post_and_note(self, effect: str, channel: str, kwargs: dict[str, Any]) -> Any:
         response = await self.client.chat_postMessage(channel=channel, **kwargs)
-        self._note(effect)
+        await self._note(effect)
         return response
 
-    def _note(self, effect: str) -> None:
-        if self._mark_effect is not None:
-            self._mark_effect(effect)
-        else:
+    async def _note(self, effect: str) -> None:
+        if self._mark_effect is None:
             self.item.effects.add(effect)
+            return
+        result = self._mark_effect(effect)  # a shared store (Redis) notes it over the network
+        if inspect.isawaitable(result):
+            await result
 
     async def respond(self, text: str | None = None, **kwargs: Any) -> None:
         """Answer a slash command or interactive action through its ``response_url`` (valid 30 min, 5 uses)."""
@@ -190,7 +193,7 @@ class Context:
             )
         if not ok:
             raise RuntimeError(f"response_url answered HTTP {response.status_code}")
-        self._note(effect)
+        await self._note(effect)
 
     def record(self, kind: str, **fields: Any) -> None:
         """Emit a record (``llm``, ``guard`` …) into the bot's recording; ids only, never tokens or text."""

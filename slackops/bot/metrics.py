@@ -62,6 +62,16 @@ class BotMetrics:
         self.queue_depth = Gauge("slackops_bot_queue_depth", "Admitted events not yet finished.", registry=r)
         self.live = Gauge("slackops_bot_live", "1 while at least one socket is open.", registry=r)
         self.ready = Gauge("slackops_bot_ready", "1 while the bot accepts work.", registry=r)
+        self.instance = Gauge(
+            "slackops_bot_instance",
+            "1, labelled with this replica's name and work store (join on it to tell replicas apart).",
+            ["instance", "store"],
+            registry=r,
+        )
+
+    def identify(self, instance: str | None, store: str) -> None:
+        """Label this process: several replicas scraped into one Prometheus stay distinguishable."""
+        self.instance.labels(instance=instance or "", store=store).set(1)
 
     def observe(self, rec: dict[str, Any]) -> None:
         """Update counters from one record (the bot tees every record here)."""

@@ -27,13 +27,14 @@ again. Rows are deleted when their work completes; keep the file beside the bot,
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -65,7 +66,8 @@ CREATE INDEX IF NOT EXISTS work_state ON work (state, id);
 class WorkItem:
     """One unit of handler work: an envelope that was persisted (and then acked)."""
 
-    id: int
+    #: the row id (SQLite) or stream entry id (Redis)
+    id: int | str
     dedup_key: str
     envelope: Envelope
     #: wall-clock time the envelope was received (epoch seconds)
@@ -76,6 +78,15 @@ class WorkItem:
     orphaned: bool = False
     #: side effects already done for this item (``"reply"`` …), so a re-run can skip them
     effects: set[str] = field(default_factory=set)
+    #: the instance that last started a handler for it (shared backends; ``None`` when unknown)
+    owner: str | None = None
+
+
+async def settle(result: Any) -> Any:
+    """Await ``result`` if a backend returned an awaitable (Redis), else pass it through (SQLite)."""
+    if inspect.isawaitable(result):
+        return await result
+    return result
 
 
 @dataclass(frozen=True)
@@ -99,8 +110,32 @@ def _frame_of(env: Envelope) -> bytes:
     return orjson.dumps(frame)
 
 
+class WorkBackend(Protocol):
+    """What the runtime needs of a work queue. Methods may return awaitables (the runtime :func:`settle` s them).
+
+    :class:`WorkQueue` (SQLite, one process) and :class:`~slackops.bot.redis_backend.RedisWorkQueue` (shared
+    by replicas) implement it. ``shared`` says where admitted work runs: ``False``, here (the bot submits what
+    it admits); ``True``, on any replica (the bot pulls work with ``fetch``).
+    """
+
+    shared: bool
+
+    def admit(self, env: Envelope, received_at: float | None = None) -> Admission | Awaitable[Admission]: ...
+    def claim(self, item_id: Any) -> Any: ...
+    def complete(self, item_id: Any) -> Any: ...
+    def requeue(self, item_id: Any, error: str | None = None) -> Any: ...
+    def fail(self, item_id: Any, error: str) -> Any: ...
+    def mark_effect(self, item_id: Any, effect: str, effects: set[str]) -> Any: ...
+    def recover(self) -> list[WorkItem] | Awaitable[list[WorkItem]]: ...
+    def purge(self) -> int | Awaitable[int]: ...
+    def close(self) -> Any: ...
+
+
 class WorkQueue:
     """SQLite (WAL) work queue and, by default, dedup store, in one file owned by one process."""
+
+    #: work admitted here runs here (see :class:`WorkBackend`)
+    shared = False
 
     def __init__(
         self,

@@ -37,7 +37,9 @@ def run_cmd(
         None, "--api-url", envvar="SLACK_API_URL", help="Web API base URL. Default: https://slack.com/api/."
     ),
     connections: int = typer.Option(2, "-n", "--connections", min=1, max=10, help="Sockets to hold (1-10)."),
-    db: str = typer.Option("slackops-bot.db", "--db", help="Durable work queue + dedup store (SQLite, WAL)."),
+    db: str = typer.Option(
+        "slackops-bot.db", "--db", help="Durable work queue + dedup store (SQLite, WAL); unused with --store."
+    ),
     concurrency: int = typer.Option(8, "--concurrency", min=1, help="Handler runs at once."),
     drain_timeout: float = typer.Option(
         20.0,
@@ -55,7 +57,32 @@ def run_cmd(
     record: str | None = typer.Option(
         None, "--record", metavar="PATH", help="Write records here (SQLite, or .jsonl) for slackops diagnose."
     ),
-    instance: str | None = typer.Option(None, "--instance", help="Name of this replica in records."),
+    instance: str | None = typer.Option(
+        None,
+        "--instance",
+        envvar="SLACKOPS_INSTANCE",
+        help="Name of this replica in records and in the Redis consumer group. Default with --store: hostname-pid.",
+    ),
+    store: str | None = typer.Option(
+        None,
+        "--store",
+        envvar="SLACKOPS_REDIS_URL",
+        show_envvar=True,
+        metavar="redis://HOST:PORT/DB",
+        help="Share dedup and the work queue with other replicas in Redis. Default: the SQLite --db file.",
+    ),
+    queue_name: str = typer.Option(
+        "default",
+        "--queue-name",
+        envvar="SLACKOPS_QUEUE_NAME",
+        help="With --store: replicas of one app share a name; other bots on the same Redis use another.",
+    ),
+    visibility_timeout: float = typer.Option(
+        30.0,
+        "--visibility-timeout",
+        min=0.1,
+        help="With --store: seconds before a dead replica's unfinished work is taken over by the others.",
+    ),
     scenario: str = typer.Option("steady", "--scenario", help="Built-in simulator scenario (no token)."),
     as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON on stdout."),
 ) -> None:
@@ -77,6 +104,9 @@ def run_cmd(
         metrics_port=metrics_port,
         ordering=ordering,
         instance=instance,
+        store=store,
+        queue_name=queue_name,
+        visibility_timeout_s=visibility_timeout,
     )
     result = run(target, config, responder=responder, record=record, scenario=None if app_token else scenario)
     summary = result.summary()
