@@ -19,17 +19,13 @@ def demo(
 ) -> int:
     """Start the built-in simulator, watch it (refreshes, gaps, ack latency), then diagnose the recording."""
     from slackops.cli import main
-    from slackops.watch.demo import run_demo
+    from slackops.watch.demo import NEXT_STEPS, diagnose_args, run_demo
 
     console = stderr()
-    run_demo(db=db, duration_s=duration, scenario=scenario, console=console)
-    if any(_name(c) == "diagnose" for c in app.registered_commands):
-        console.rule("slackops diagnose " + str(db))
-        main(["diagnose", str(db)])  # findings are the point of the demo, not a failure of it
-    else:
-        console.print(f"Next: slackops runbook --db {db}", markup=False, highlight=False)
+    summary = run_demo(db=db, duration_s=duration, scenario=scenario, console=console)
+    args, scale = diagnose_args(summary, db)
+    note = f" (refresh windows divided by the simulator's time scale, {scale:g}x)" if scale > 1 else ""
+    console.rule(f"slackops diagnose {db}{note}")
+    main(args)  # findings are the point of the demo, not a failure of it
+    console.print(NEXT_STEPS.format(db=db), markup=False, highlight=False)
     return 0
-
-
-def _name(command: typer.models.CommandInfo) -> str:
-    return command.name or (command.callback.__name__ if command.callback else "")

@@ -26,3 +26,28 @@ def run_demo(*, db: Path, duration_s: float, scenario: str, console: Console) ->
         highlight=False,
     )
     return run_watch(WatchOptions(duration_s=duration_s, db=str(db), scenario=scenario), console)
+
+
+#: Thresholds that count refreshes in wall-clock time. The simulator compresses Slack's ~5 h connection lifetime
+#: by its time scale, so a healthy demo refreshes every few seconds: scale these windows the same way, or the
+#: diagnosis would call a healthy run a disconnect storm.
+TIME_SCALED_THRESHOLDS = ("reconnect_window_s", "burst_window_s")
+
+
+def diagnose_args(summary: dict[str, Any], db: Path) -> tuple[list[str], float]:
+    """The ``slackops diagnose`` arguments for the demo's recording, and the time scale they account for."""
+    from slackops.diagnose.thresholds import THRESHOLDS
+
+    scale = float((summary.get("target") or {}).get("time_scale") or 1.0)
+    args = ["diagnose", str(db)]
+    if scale > 1.0:
+        for name in TIME_SCALED_THRESHOLDS:
+            args += ["--threshold", f"{name}={THRESHOLDS[name].default / scale:g}"]
+    return args, scale
+
+
+NEXT_STEPS = """Next:
+  slackops simulate --demo              a naive bot (process, then ack) under the same churn: see what it loses
+  slackops tui {db}       replay this recording in the live view
+  slackops runbook                      the runbooks, one per failure mode
+  slackops watch --help                 watch a real app (use a dedicated dev app: watch takes a share of events)"""
