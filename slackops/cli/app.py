@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -26,6 +27,32 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode="rich",
 )
+
+
+# -- option bundles: flags shared by several commands are spelled (and explained) the same everywhere ----------
+
+
+def app_token_option() -> Any:
+    return typer.Option(
+        None,
+        "--app-token",
+        envvar="SLACK_APP_TOKEN",
+        show_envvar=True,
+        help="App-level token (xapp-...) with connections:write. Without one: the built-in simulator.",
+    )
+
+
+def time_scale_option() -> Any:
+    return typer.Option(
+        None,
+        "--time-scale",
+        metavar="X",
+        help="Simulator: divide lifetimes, retries and chaos times by X (default: the scenario's).",
+    )
+
+
+def seed_option() -> Any:
+    return typer.Option(None, "--seed", help="Simulator: seed for reproducible traffic and routing.")
 
 
 def stdout() -> Console:

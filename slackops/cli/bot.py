@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from slackops.cli.app import app, stdout
+from slackops.cli.app import app, app_token_option, stdout
 
 bot_app = typer.Typer(help="The reference Socket Mode bot runtime.", no_args_is_help=True)
 app.add_typer(bot_app, name="bot")
@@ -19,13 +19,7 @@ def run_cmd(
     target: str = typer.Argument(
         ..., metavar="APP", help="Your handler as module:function (async def f(ctx))."
     ),
-    app_token: str | None = typer.Option(
-        None,
-        "--app-token",
-        envvar="SLACK_APP_TOKEN",
-        show_envvar=True,
-        help="App-level token (xapp-...) with connections:write. Without one: the built-in simulator.",
-    ),
+    app_token: str | None = app_token_option(),
     bot_token: str | None = typer.Option(
         None,
         "--bot-token",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from slackops.cli.app import app, stderr, stdout
+from slackops.cli.app import app, seed_option, stderr, stdout, time_scale_option
 
 
 @app.command("simulate")
@@ -20,12 +20,7 @@ def simulate(
         help="Built-in scenario name or a scenario TOML file (default: steady; refresh-churn with --demo).",
     ),
     port: int = typer.Option(0, "--port", help="Port on 127.0.0.1 (0 picks a free one)."),
-    time_scale: float | None = typer.Option(
-        None,
-        "--time-scale",
-        metavar="X",
-        help="Divide lifetimes, retries and chaos times by X (default: scenario's).",
-    ),
+    time_scale: float | None = time_scale_option(),
     duration: float | None = typer.Option(
         None,
         "--duration",
@@ -35,7 +30,7 @@ def simulate(
     record: Path | None = typer.Option(
         None, "--record", metavar="PATH", help="Write the simulator's records to SQLite (or JSONL if .jsonl)."
     ),
-    seed: int | None = typer.Option(None, "--seed", help="Seed for reproducible traffic and routing."),
+    seed: int | None = seed_option(),
     as_json: bool = typer.Option(
         False, "--json", help="Print the scorecard (with the per-event ledger) as JSON."
     ),

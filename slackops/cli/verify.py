@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from slackops.cli.app import app, stderr, stdout
+from slackops.cli.app import app, seed_option, stderr, stdout, time_scale_option
 
 
 @app.command(
@@ -24,16 +24,14 @@ def verify(
         metavar="NAME|FILE",
         help="Built-in scenario or a scenario TOML file.",
     ),
-    time_scale: float | None = typer.Option(
-        None,
-        "--time-scale",
-        metavar="X",
-        help="Divide lifetimes, retries and chaos times by X (default: scenario's).",
-    ),
+    time_scale: float | None = time_scale_option(),
     duration: float | None = typer.Option(
-        None, "--duration", metavar="S", help="Traffic duration in scenario seconds (default: scenario's)."
+        None,
+        "--duration",
+        metavar="S",
+        help="Wall-clock seconds of traffic (default: the scenario's duration / time scale).",
     ),
-    seed: int | None = typer.Option(None, "--seed", help="Seed for reproducible traffic and routing."),
+    seed: int | None = seed_option(),
     stop_timeout: float = typer.Option(
         10.0, "--stop-timeout", metavar="S", help="Seconds the bot gets to exit after SIGTERM before SIGKILL."
     ),

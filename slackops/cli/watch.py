@@ -7,18 +7,12 @@ from pathlib import Path
 
 import typer
 
-from slackops.cli.app import app, stderr, stdout
+from slackops.cli.app import app, app_token_option, seed_option, stderr, stdout, time_scale_option
 
 
 @app.command("watch")
 def watch(
-    app_token: str | None = typer.Option(
-        None,
-        "--app-token",
-        envvar="SLACK_APP_TOKEN",
-        show_envvar=True,
-        help="App-level token (xapp-...) with connections:write. Without one: the built-in simulator.",
-    ),
+    app_token: str | None = app_token_option(),
     api_url: str | None = typer.Option(
         None,
         "--api-url",
@@ -43,8 +37,8 @@ def watch(
     scenario: str = typer.Option(
         "refresh-churn", "--scenario", help="Built-in simulator scenario (no token)."
     ),
-    time_scale: float | None = typer.Option(None, "--time-scale", help="Simulator time scale (no token)."),
-    seed: int | None = typer.Option(None, "--seed", help="Simulator random seed (no token)."),
+    time_scale: float | None = time_scale_option(),
+    seed: int | None = seed_option(),
     debug_reconnects: bool = typer.Option(
         False, "--debug-reconnects", help="Ask Slack for 360 s connection lifetimes to see refreshes sooner."
     ),

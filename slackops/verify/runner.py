@@ -60,7 +60,7 @@ class VerifyOptions:
     scenario: str = DEFAULT_SCENARIO
     #: None: the scenario's own time scale
     time_scale: float | None = None
-    #: traffic duration in scenario seconds; None: the scenario's duration
+    #: traffic duration in wall-clock seconds (as for ``slackops simulate``); None: the scenario's duration
     duration: float | None = None
     seed: int | None = None
     startup_timeout: float = DEFAULT_STARTUP_S
@@ -166,11 +166,15 @@ class _Run:
         self.o = options
         self.scenario = load_scenario(options.scenario)
         self.time_scale = options.time_scale or self.scenario.time_scale
-        self.duration = options.duration if options.duration is not None else self.scenario.duration
+        # self.duration is in scenario seconds; --duration is wall-clock, like every other slackops command.
+        if options.duration is not None:
+            self.duration = options.duration * self.time_scale
+        else:
+            self.duration = self.scenario.duration
         if self.duration <= 0:
             raise UsageError(
                 f"scenario {self.scenario.name} runs until stopped; verify needs an end",
-                hint="Pass --duration SECONDS (scenario seconds), or pick a scenario with a duration.",
+                hint="Pass --duration SECONDS (wall-clock), or pick a scenario with a duration.",
             )
         self.notes: list[str] = []
         self.proc: asyncio.subprocess.Process | None = None
