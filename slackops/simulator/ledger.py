@@ -17,9 +17,10 @@ Outcomes, per event:
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from slackops.stats import percentile
 
 
 @dataclass
@@ -165,15 +166,6 @@ class Scorecard:
     def clean(self) -> bool:
         """Nothing lost and nothing processed twice."""
         return self.lost == 0 and self.processed_twice == 0
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (``q`` in 0..100); ``None`` for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
-    return ordered[rank - 1]
 
 
 class Ledger:

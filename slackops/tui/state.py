@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from slackops.stats import percentile
+
 #: Slack retries an events_api envelope that is not acked within 3 s (socket-mode.md §5): the ack budget.
 ACK_BUDGET_MS = 3000.0
 
@@ -167,14 +169,6 @@ class Counts:
     reconnects: int = 0
     errors: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
-
-
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (``q`` in 0..100) of an ascending list; ``None`` when empty."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
 class FrameLog:
@@ -529,9 +523,9 @@ class Dashboard:
             count=self.counts.acks,
             late=self.counts.late_acks,
             failed=self._failed_acks,
-            p50=percentile(s, 50),
-            p90=percentile(s, 90),
-            p99=percentile(s, 99),
+            p50=percentile(s, 50, presorted=True),
+            p90=percentile(s, 90, presorted=True),
+            p99=percentile(s, 99, presorted=True),
             max=s[-1] if s else None,
             buckets=buckets,
         )

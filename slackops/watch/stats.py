@@ -11,12 +11,12 @@ closes are listed (their totals are counted).
 
 from __future__ import annotations
 
-import math
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
 from slackops.protocol import ACK_DEADLINE_S
+from slackops.stats import percentile
 
 #: Ack-latency percentiles are taken over this many most recent acks.
 ACK_WINDOW = 10_000
@@ -26,15 +26,6 @@ RATE_WINDOW_S = 10.0
 RECENT = 8
 #: Closed sockets stay listed (state "closed") this long, so a refresh is visible in the live view.
 CLOSED_VISIBLE_S = 5.0
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The ``q``-th percentile (0-100) of ``values`` by the nearest-rank method; ``None`` when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 @dataclass
