@@ -1,29 +1,47 @@
 """The diagnose engine: open inputs, pick readers, merge by time, route records by kind to the detectors.
 
-Routing is a table ``kind -> [bound handler, ...]`` built once from what each detector declares, so a record
-costs one dict lookup plus the handlers that want it. Each input is streamed in batches; several inputs are
-merged by time with a heap (logs of one process are in time order already). A record that does not fit the
-model (wrong types, unknown kind) is counted and sampled, never fatal.
+Records travel as :mod:`~slackops.diagnose.rows` (slackops JSONL is decoded straight into them; the other
+readers' dicts are converted once). Routing is a table ``row type -> [bound handler, ...]`` built once from what
+each detector declares, so a record costs one dict lookup plus the handlers that want it; counts per kind and
+the time span are taken per batch, in C. Each input is streamed in batches; several inputs are merged by time
+with a heap (logs of one process are in time order already). A record that does not fit the model (wrong
+types, unknown kind) is counted and sampled, never fatal.
+
+A big slackops JSONL file is analysed on two cores: a forked worker (:mod:`.split`) reads the same file and
+runs about half the detectors, and hands them back for the report. Memory stays bounded by the detectors'
+windows in both processes, whatever the file size.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import operator
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from slackops.diagnose.detectors import ALL, Context
+from slackops.diagnose import split
+from slackops.diagnose.detectors import ALL, Context, Detector
+from slackops.diagnose.readers import slackops_jsonl
 from slackops.diagnose.readers.base import Input, ParseStats, Progress
 from slackops.diagnose.readers.detect import FORMATS, canonical, detect, reader
+from slackops.diagnose.readers.slackops_jsonl import Mixed
 from slackops.diagnose.report import Report
+from slackops.diagnose.rows import TYPES, Row, as_dict, convert, convert_many
 from slackops.diagnose.thresholds import Settings, load
 from slackops.errors import InputError
-from slackops.records import KINDS, Record
+from slackops.records import Record
 
 _BATCH = 4096
 _TIMELINE_MAX = 5000
+#: A single slackops JSONL file at least this big is analysed on two cores (see :mod:`.split`): below it,
+#: a run takes well under a second and forking would not pay.
+SPLIT_MIN_BYTES = 16 << 20
+#: The detectors the forked worker runs: about half the per-record cost of all of them, so both processes
+#: finish at about the same time (CPU seconds of each process measured on bench/bench_diagnose.py's recording:
+#: about 1.9 here, 2.0 there).
+_ELSEWHERE = frozenset({"out-of-order", "fan-out", "bot-self-loop"})
 
 
 class _Overview:
@@ -38,24 +56,23 @@ class _Overview:
         self.retries = 0
         self.instances: dict[str, None] = {}
 
-    def on_event(self, rec: Record) -> None:
-        kind = rec["kind"]
-        conn = rec.get("conn")
+    def on_event(self, rec: Row) -> None:
+        conn = rec.conn  # type: ignore[attr-defined]
         if conn is not None and len(self.conns) < 10_000:
             self.conns[conn] = None
-        what = rec.get("reason") or rec.get("initiator") or rec.get("cause") or ""
-        self.timeline.append((rec["t"], kind, str(what)))
+        what = rec.reason or rec.initiator or rec.cause or ""  # type: ignore[attr-defined]
+        self.timeline.append((rec.t, rec.kind, str(what)))
 
-    def on_envelope(self, rec: Record) -> None:
-        self.envelope_types[rec.get("type") or "unknown"] += 1
-        if rec.get("retry_attempt"):
+    def on_envelope(self, rec: Row) -> None:
+        self.envelope_types[rec.type or "unknown"] += 1  # type: ignore[attr-defined]
+        if rec.retry_attempt:  # type: ignore[attr-defined]
             self.retries += 1
-        inst = rec.get("instance")
+        inst = rec.instance  # type: ignore[attr-defined]
         if inst is not None and len(self.instances) < 100:
             self.instances[inst] = None
 
-    def handlers(self) -> dict[str, Callable[[Record], None]]:
-        h: dict[str, Callable[[Record], None]] = {k: self.on_event for k in self.kinds}
+    def handlers(self) -> dict[str, Callable[[Row], None]]:
+        h: dict[str, Callable[[Row], None]] = {k: self.on_event for k in self.kinds}
         h["envelope"] = self.on_envelope
         return h
 
@@ -83,10 +100,13 @@ def _open(
     return usable, unknown
 
 
-def _checked(batches: Iterable[list[Any]], stats: ParseStats) -> Iterator[Record]:
+def _checked(batches: Iterable[list[Any]], stats: ParseStats) -> Iterator[Any]:
     """Records with a numeric ``t`` only (the heap merge compares times); the rest are counted."""
     for batch in batches:
         for rec in batch:
+            if isinstance(rec, Row):
+                yield rec
+                continue
             t = rec.get("t") if isinstance(rec, dict) else None
             if isinstance(t, (int, float)) and not isinstance(t, bool):
                 yield rec
@@ -95,9 +115,13 @@ def _checked(batches: Iterable[list[Any]], stats: ParseStats) -> Iterator[Record
 
 
 def _merged(streams: list[tuple[Iterable[list[Any]], ParseStats]]) -> Iterator[list[Any]]:
-    merged = heapq.merge(*(_checked(b, s) for b, s in streams), key=lambda r: r["t"])
+    merged = heapq.merge(*(_checked(b, s) for b, s in streams), key=_time)
     while batch := list(itertools.islice(merged, _BATCH)):
-        yield batch
+        yield Mixed(batch)
+
+
+def _time(rec: Any) -> float:
+    return rec.t if isinstance(rec, Row) else rec["t"]
 
 
 def diagnose(
@@ -127,12 +151,28 @@ def diagnose(
             + ". Pick one with --format if detection guessed wrong.",
         )
     try:
-        streams = [(reader(s.format, src, s, settings, since, until), s) for src, s in opened]
+        streams = [(_rows_of(s.format, src, s, settings, since, until), s) for src, s in opened]
         if len(streams) == 1:
             batches, sink = streams[0]
         else:
             batches, sink = _merged(streams), ParseStats("(merged)")
-        report = _analyse(batches, sink, settings, {s.format for _, s in opened}, since, until, all_stats)
+        src, stats = opened[0]
+        splittable = (
+            len(opened) == 1
+            and stats.format == slackops_jsonl.NAME
+            and src.path != "-"
+            and src.size >= SPLIT_MIN_BYTES
+        )
+        report = _analyse(
+            batches,
+            sink,
+            settings,
+            {s.format for _, s in opened},
+            since,
+            until,
+            all_stats,
+            split_path=src.path if splittable else None,
+        )
     finally:
         for src, _ in opened:
             src.close()
@@ -140,6 +180,15 @@ def diagnose(
         f"{s.path}: not in a known format, skipped (tried {', '.join(FORMATS)})" for s in unknown
     ]
     return report
+
+
+def _rows_of(
+    fmt: str, source: Input, stats: ParseStats, settings: Settings, since: float | None, until: float | None
+) -> Iterator[list[Any]]:
+    """Batches for the engine: rows straight from slackops JSONL; any other reader's dicts, marked for checking."""
+    if fmt == slackops_jsonl.NAME:
+        return slackops_jsonl.read_rows(source, stats)
+    return (Mixed(b) for b in reader(fmt, source, stats, settings, since, until))
 
 
 def diagnose_records(
@@ -154,7 +203,7 @@ def diagnose_records(
     settings = load(thresholds, config)
     stats = ParseStats("(records)", format="records")
     batches = (
-        (list(b) for b in itertools.batched(records, _BATCH))
+        (Mixed(b) for b in itertools.batched(records, _BATCH))
         if hasattr(itertools, "batched")
         else _batches(records)
     )
@@ -163,7 +212,7 @@ def diagnose_records(
 
 def _batches(records: Iterable[Record]) -> Iterator[list[Record]]:
     it = iter(records)
-    while batch := list(itertools.islice(it, _BATCH)):
+    while batch := Mixed(itertools.islice(it, _BATCH)):
         yield batch
 
 
@@ -175,15 +224,39 @@ def _analyse(
     since: float | None,
     until: float | None,
     all_stats: list[ParseStats],
+    split_path: str | None = None,
 ) -> Report:
     detectors = [cls(settings) for cls in ALL]
     overview = _Overview()
-    routes: dict[str, list[Callable[[Record], None]]] = {kind: [] for kind in KINDS}
-    for part in (*detectors, overview):
-        for kind, handler in part.handlers().items():
-            routes[kind].append(handler)
+    here, elsewhere = detectors, []
+    forked = None
+    if split_path is not None:
+        elsewhere = [d for d in detectors if d.slug in _ELSEWHERE]
+        forked = split.fork(lambda: _run(elsewhere, split_path, since, until))
+        if forked is not None:
+            here = [d for d in detectors if d.slug not in _ELSEWHERE]
+    routes = _routes(here)
+    for kind, handler in overview.handlers().items():
+        routes[TYPES[kind]].append(handler)
     ctx = Context(formats=formats)
-    _feed(batches, routes, ctx, sink, since, until)
+    try:
+        _feed(batches, routes, ctx, sink, since, until)
+    except BaseException:
+        if forked is not None:
+            forked.cancel()
+        raise
+    if forked is not None:
+        try:
+            done = forked.result()
+        except BaseException:
+            forked.cancel()
+            raise
+        if done is None:  # the worker failed (killed, out of memory): do its part here
+            done = _run(elsewhere, split_path or "", since, until)
+        theirs, rejects = done
+        by_slug = {d.slug: d for d in theirs}
+        detectors = [by_slug.get(d.slug, d) for d in detectors]
+        sink.merge(rejects)
     if sink not in all_stats and sink.unparsed:
         all_stats.append(sink)
     if not sum(ctx.kinds.values()):
@@ -203,50 +276,121 @@ def _analyse(
     return Report.build(findings, ctx, all_stats, caveats, settings, overview, extra)
 
 
+def _routes(detectors: list[Detector]) -> dict[type[Row], list[Callable[[Row], None]]]:
+    routes: dict[type[Row], list[Callable[[Row], None]]] = {cls: [] for cls in TYPES.values()}
+    for part in detectors:
+        for kind, handler in part.row_handlers().items():
+            routes[TYPES[kind]].append(handler)
+    return routes
+
+
+def _run(
+    detectors: list[Detector], path: str, since: float | None, until: float | None
+) -> tuple[list[Detector], ParseStats]:
+    """Feed ``detectors`` every row of the slackops JSONL file ``path`` (in the forked worker).
+
+    Returns them and the records they rejected; the lines that could not be read at all are the main
+    process's to count (it reads the same file).
+    """
+    source = Input(path)
+    try:
+        rejects = ParseStats(path)
+        read = ParseStats(path)
+        _feed(
+            slackops_jsonl.read_rows(source, read), _routes(detectors), Context(), read, since, until, rejects
+        )
+    finally:
+        source.close()
+    return detectors, rejects
+
+
 def _feed(
     batches: Iterable[list[Any]],
-    routes: dict[str, list[Callable[[Record], None]]],
+    routes: dict[type[Row], list[Callable[[Row], None]]],
     ctx: Context,
     stats: ParseStats,
     since: float | None,
     until: float | None,
+    rejects: ParseStats | None = None,
+    count: bool = True,
 ) -> None:
-    """The hot loop: validate the few fields routing needs, count, filter by time, hand to detectors."""
-    counts: dict[str, int] = dict.fromkeys(KINDS, 0)
+    """The hot loop: count, filter by time, hand each row to the detectors that want its kind.
+
+    Records that do not fit the model are counted in ``stats``; records a detector chokes on in ``rejects``
+    (default: ``stats`` too). ``count=False`` skips the counts and time span (the worker's are not used).
+    """
+    if rejects is None:
+        rejects = stats
     lo = since if since is not None else float("-inf")
     hi = until if until is not None else float("inf")
+    windowed = since is not None or until is not None
+    tally: Counter[type[Row]] = Counter()
     first: float | None = None
     last = float("-inf")
-    get_route = routes.__getitem__
     filtered = 0
+    errors = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
     for batch in batches:
+        if batch.__class__ is Mixed:
+            batch, dropped = _rows(batch, stats, lo, hi)
+            filtered += dropped
+        if windowed:
+            kept = [rec for rec in batch if lo <= rec.t <= hi]
+            filtered += len(batch) - len(kept)
+            batch = kept
+        if not batch:
+            continue
+        if count:
+            # Counting and the time span per batch, in C: the loop below is left with the routing alone.
+            tally.update(map(type, batch))
+            if first is None:
+                first = batch[0].t
+            top = max(map(_T, batch))
+            if top > last:
+                last = top
         for rec in batch:
             try:
-                t = rec["t"]
-                if t.__class__ is not float:
-                    if t.__class__ is not int:
-                        raise TypeError(f"t is {type(t).__name__}")
-                    t = rec["t"] = float(t)
-                if t < lo or t > hi:
-                    filtered += 1
-                    continue
-                kind = rec["kind"]
-                handlers = get_route(kind)
-                counts[kind] += 1
-                if first is None:
-                    first = t
-                if t > last:
-                    last = t
-                for handle in handlers:
+                for handle in routes[rec.__class__]:
                     handle(rec)
-            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
-                stats.bad(repr(rec)[:160], _why(exc))
-    ctx.kinds.update({k: n for k, n in counts.items() if n})
+            except errors as exc:
+                rejects.bad(repr(as_dict(rec))[:160], _why(exc))
+    counts = dict(tally)
+    ctx.kinds.update({cls.kind: n for cls, n in counts.items() if n})
     if not stats.records:
         # Record-per-line formats are not counted by their readers (the hot path stays lean).
         stats.records = sum(counts.values()) + filtered
     ctx.t_first = first
     ctx.t_last = last if first is not None else None
+
+
+_T = operator.attrgetter("t")
+
+
+def _rows(batch: list[Any], stats: ParseStats, lo: float, hi: float) -> tuple[list[Row], int]:
+    """Rows for a batch of dicts (and rows); counts what does not fit. Returns the rows and how many were
+    outside ``[lo, hi]`` among the records dropped here (the rest are filtered by the hot loop)."""
+    if not any(isinstance(r, Row) for r in batch):
+        try:
+            return convert_many(batch), 0
+        except ValueError:
+            pass  # something in the batch does not fit: find it below
+    out: list[Row] = []
+    filtered = 0
+    for rec in batch:
+        if isinstance(rec, Row):
+            out.append(rec)
+            continue
+        try:
+            t = rec["t"]
+            if t.__class__ is not float and t.__class__ is not int:
+                raise TypeError(f"t is {type(t).__name__}")
+            if t < lo or t > hi:
+                filtered += 1
+                continue
+            TYPES[rec["kind"]]
+            out.append(convert(rec))
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            stats.bad(repr(rec)[:160], _why(exc))
+    return out, filtered
 
 
 def _why(exc: Exception) -> str:

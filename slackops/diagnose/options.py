@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import sys
+import time
 from collections.abc import Iterator
 
 from slackops.diagnose.readers.base import Progress
@@ -46,6 +47,8 @@ def progress_bar(enabled: bool | None = None) -> Iterator[Progress | None]:
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
+    # No auto-refresh: its thread would keep diagnose from forking its second worker (see diagnose.split), so
+    # the bar is redrawn from the progress callback instead, at most ten times a second.
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -54,12 +57,19 @@ def progress_bar(enabled: bool | None = None) -> Iterator[Progress | None]:
         TimeRemainingColumn(),
         transient=True,
         console=None,
+        auto_refresh=False,
         redirect_stdout=False,
         redirect_stderr=False,
     ) as bar:
         task = bar.add_task("reading", total=None)
+        next_draw = 0.0
 
         def update(done: int, total: int) -> None:
+            nonlocal next_draw
             bar.update(task, completed=done, total=total)
+            now = time.monotonic()
+            if now >= next_draw:
+                next_draw = now + 0.1
+                bar.refresh()
 
         yield update

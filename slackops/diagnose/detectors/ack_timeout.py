@@ -12,7 +12,6 @@ from typing import Any
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Pending, Span
 from slackops.diagnose.histogram import Histogram
 from slackops.findings import Finding
-from slackops.records import Record
 
 _TIMEOUT_REASONS = frozenset({"timeout", "http_timeout"})
 
@@ -38,43 +37,49 @@ class AckTimeout(Detector):
         self.never_examples = Examples()
         self.acks = 0
 
-    def on_envelope(self, rec: Record) -> None:
+    def on_envelope(self, rec: Any) -> None:
         self.envelopes += 1
-        t = rec["t"]
-        if rec.get("retry_attempt") and rec.get("retry_reason") in _TIMEOUT_REASONS:
+        t = rec.t
+        if rec.retry_attempt and rec.retry_reason in _TIMEOUT_REASONS:
             self.retries.add(t)
-            self.retry_examples.add(rec.get("event_id") or rec.get("envelope_id"))
-        eid = rec.get("envelope_id")
+            self.retry_examples.add(rec.event_id or rec.envelope_id)
+        eid = rec.envelope_id
         if eid is not None:
-            for old_t, old in self.pending.add(t, eid):
-                # Only a source that records acks at all can show an envelope was never acked.
-                if self.acks:
-                    self.never.add(old_t)
-                    self.never_examples.add(old)
+            # Pending.add inlined (hot: every envelope).
+            p = self.pending
+            p.items[eid] = t
+            order = p.order
+            order.append((t, eid))
+            if order[0][0] < t - p.seconds:
+                for old_t, old in p.expire(t - p.seconds):
+                    # Only a source that records acks at all can show an envelope was never acked.
+                    if self.acks:
+                        self.never.add(old_t)
+                        self.never_examples.add(old)
 
-    def on_ack(self, rec: Record) -> None:
+    def on_ack(self, rec: Any) -> None:
         self.acks += 1
-        eid = rec.get("envelope_id")
-        sent = self.pending.pop(eid) if eid is not None else None
-        if rec.get("ok") is False:
-            self.failed.add(rec["t"])
+        eid = rec.envelope_id
+        sent = self.pending.items.pop(eid, None) if eid is not None else None
+        if rec.ok is False:
+            self.failed.add(rec.t)
             self.failed_examples.add(eid)
             return
-        ms = rec.get("ack_ms")
+        ms = rec.ack_ms
         if ms is None:
             if sent is None:
                 return
-            ms = (rec["t"] - sent) * 1000.0
+            ms = (rec.t - sent) * 1000.0
         else:
             ms = float(ms)
         self.hist.add(ms)
         if ms > self.deadline:
-            self.late.add(rec["t"])
+            self.late.add(rec.t)
             self.late_examples.add(eid)
 
-    def on_error(self, rec: Record) -> None:
-        if rec.get("where") == "ack_timeout":
-            self.late_reported.add(rec["t"])
+    def on_error(self, rec: Any) -> None:
+        if rec.where == "ack_timeout":
+            self.late_reported.add(rec.t)
 
     def finish(self, ctx: Context) -> list[Finding]:
         out: list[Finding] = []

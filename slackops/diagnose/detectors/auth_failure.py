@@ -13,7 +13,6 @@ from typing import Any
 from slackops.diagnose.detectors.base import Context, Detector, Span
 from slackops.findings import Finding
 from slackops.hints import FATAL_OPEN_ERRORS
-from slackops.records import Record
 
 
 class AuthFailure(Detector):
@@ -27,18 +26,18 @@ class AuthFailure(Detector):
         self.link = Span()
         self.methods: Counter[str] = Counter()
 
-    def on_api_call(self, rec: Record) -> None:
-        err = rec.get("error")
+    def on_api_call(self, rec: Any) -> None:
+        err = rec.error
         if err == "link_disabled":
-            self.link.add(rec["t"])
+            self.link.add(rec.t)
         elif err in FATAL_OPEN_ERRORS:
-            self.auth.add(rec["t"])
+            self.auth.add(rec.t)
             self.errors[err] += 1
-            self.methods[rec.get("method") or "unknown"] += 1
+            self.methods[rec.method or "unknown"] += 1
 
-    def on_disconnect(self, rec: Record) -> None:
-        if rec.get("reason") == "link_disabled":
-            self.link.add(rec["t"])
+    def on_disconnect(self, rec: Any) -> None:
+        if rec.reason == "link_disabled":
+            self.link.add(rec.t)
 
     def finish(self, ctx: Context) -> list[Finding]:
         out: list[Finding] = []

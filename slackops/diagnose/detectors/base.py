@@ -3,6 +3,10 @@
 A detector is fed records of the kinds it declares in :attr:`Detector.kinds` (``kind -> method name``), one at
 a time in time order, and reports findings once at the end (:meth:`Detector.finish`). It keeps only bounded
 state (windows, counters, capped example lists), never the records themselves, and does no I/O.
+
+Handlers take :class:`~slackops.diagnose.rows.Row` objects (``rec.event_id`` reads like
+``rec.get("event_id")``): the engine decodes JSONL straight into rows. :meth:`Detector.handlers` wraps them to
+take record dicts too, for callers that feed records one at a time.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from slackops.diagnose.rows import Row, convert
 from slackops.diagnose.thresholds import Settings
 from slackops.findings import Finding
 
@@ -43,9 +48,13 @@ class Detector:
         self.settings = settings
         self.th = settings.thresholds
 
-    def handlers(self) -> dict[str, Any]:
-        """Bound handler methods by kind, for the engine's routing table."""
+    def row_handlers(self) -> dict[str, Any]:
+        """Bound handler methods by kind, taking rows: the engine's routing table."""
         return {kind: getattr(self, name) for kind, name in self.kinds.items()}
+
+    def handlers(self) -> dict[str, Any]:
+        """Handlers by kind that take record dicts (or rows); a record that does not fit raises ``ValueError``."""
+        return {kind: _taking_dicts(h) for kind, h in self.row_handlers().items()}
 
     def finish(self, ctx: Context) -> list[Finding]:
         raise NotImplementedError
@@ -57,6 +66,13 @@ class Detector:
     def stats(self) -> dict[str, Any]:
         """Figures this detector contributes to the report's overview (most contribute none)."""
         return {}
+
+
+def _taking_dicts(handle: Any) -> Any:
+    def take(rec: Any) -> None:
+        handle(rec if isinstance(rec, Row) else convert(rec))
+
+    return take
 
 
 class Examples:

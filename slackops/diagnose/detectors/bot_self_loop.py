@@ -11,7 +11,6 @@ from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
 from slackops.findings import Finding
-from slackops.records import Record
 
 
 class BotSelfLoop(Detector):
@@ -30,44 +29,44 @@ class BotSelfLoop(Detector):
         self.posts: dict[str, deque[float]] = {}
         self.over = Span()
         self.over_channels = Examples()
+        self.post_window = self.th["post_window_s"]
 
-    def on_envelope(self, rec: Record) -> None:
-        if (
-            rec.get("bot_id")
-            or rec.get("subtype") == "bot_message"
-            or (self.bot_user and rec.get("user") == self.bot_user)
-        ):
-            eid = rec.get("event_id")
+    def on_envelope(self, rec: Any) -> None:
+        if rec.bot_id or rec.subtype == "bot_message" or (self.bot_user and rec.user == self.bot_user):
+            eid = rec.event_id
             if eid is not None:
-                self.bot_events.tick(rec["t"])
+                self.bot_events.tick(rec.t)
                 self.bot_events.put(eid, True)
 
-    def on_process(self, rec: Record) -> None:
-        if rec.get("phase") != "start":
+    def on_process(self, rec: Any) -> None:
+        if rec.phase != "start":
             return
         self.runs += 1
-        eid = rec.get("event_id")
-        if eid is not None and self.bot_events.get(eid):
-            self.handled.add(rec["t"])
+        eid = rec.event_id
+        w = self.bot_events
+        # Window.get inlined (hot: every handler start); most recordings have no bot-authored events at all.
+        if eid is not None and (w.current or w.previous) and (w.current.get(eid) or w.previous.get(eid)):
+            self.handled.add(rec.t)
             self.handled_examples.add(eid)
 
-    def on_llm(self, rec: Record) -> None:
-        eid = rec.get("event_id")
-        if eid is not None and self.bot_events.get(eid):
+    def on_llm(self, rec: Any) -> None:
+        eid = rec.event_id
+        w = self.bot_events
+        if eid is not None and (w.current or w.previous) and (w.current.get(eid) or w.previous.get(eid)):
             self.llm_on_bot += 1
 
-    def on_post(self, rec: Record) -> None:
-        ch = rec.get("channel")
+    def on_post(self, rec: Any) -> None:
+        ch = rec.channel
         if ch is None:
             return
-        t = rec["t"]
+        t = rec.t
         dq = self.posts.get(ch)
         if dq is None:
             if len(self.posts) > 50_000:
                 self.posts.clear()
             dq = self.posts[ch] = deque(maxlen=self.ceiling + 1)
         dq.append(t)
-        if len(dq) > self.ceiling and t - dq[0] <= self.th["post_window_s"]:
+        if len(dq) > self.ceiling and t - dq[0] <= self.post_window:
             self.over.add(t)
             self.over_channels.add(ch)
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span
 from slackops.findings import Finding
-from slackops.records import Record
 
 
 class CompetingConsumers(Detector):
@@ -31,24 +30,24 @@ class CompetingConsumers(Detector):
         self.drops = Span()
         self.drop_examples: list[dict[str, Any]] = []
 
-    def on_hello(self, rec: Record) -> None:
-        num = rec.get("num_connections")
+    def on_hello(self, rec: Any) -> None:
+        num = rec.num_connections
         if num is None:
             return
         # With own_connections known, extra registrations are reported as ghosts (silent-deafness): a client
         # that knows its own sockets cannot tell a ghost from a competitor, and ghosts are the likelier one.
-        if rec.get("own_connections") is not None:
+        if rec.own_connections is not None:
             return
         if num > self.th["expected_connections"]:
-            self.over.add(rec["t"])
+            self.over.add(rec.t)
             self.max_num = max(self.max_num, int(num))
-            self.hosts.add(rec.get("host"))
+            self.hosts.add(rec.host)
 
-    def on_envelope(self, rec: Record) -> None:
-        inst = rec.get("instance")
+    def on_envelope(self, rec: Any) -> None:
+        inst = rec.instance
         if inst is None:
             return
-        t = rec["t"]
+        t = rec.t
         if self.bucket_start is None:
             self.bucket_start = t
         elif t - self.bucket_start >= self.th["share_window_s"]:

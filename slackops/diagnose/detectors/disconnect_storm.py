@@ -13,7 +13,6 @@ from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, fmt_s
 from slackops.findings import Finding
-from slackops.records import Record
 
 #: A connect this soon after a reconnect record is the same reconnect seen twice (once as intent, once done).
 _SAME_S = 10.0
@@ -44,15 +43,15 @@ class DisconnectStorm(Detector):
         self.conns = Examples()
 
     # Reconnects are counted from reconnect records; logs that only show new sessions count those instead.
-    def on_reconnect(self, rec: Record) -> None:
+    def on_reconnect(self, rec: Any) -> None:
         self.saw_reconnect_kind = True
-        self._count(rec["t"], rec.get("conn"), rec.get("initiator") or "client")
+        self._count(rec.t, rec.conn, rec.initiator or "client")
 
-    def on_connect(self, rec: Record) -> None:
+    def on_connect(self, rec: Any) -> None:
         self.connects += 1
-        t = rec["t"]
+        t = rec.t
         if self.connects > 1 and t - self.last_reconnect_t > _SAME_S and not self.saw_reconnect_kind:
-            self._count(t, rec.get("conn"), "connect")
+            self._count(t, rec.conn, "connect")
 
     def _count(self, t: float, conn: str | None, what: str) -> None:
         self.last_reconnect_t = t
@@ -71,22 +70,20 @@ class DisconnectStorm(Detector):
         if len(b) > self.max_burst:
             self.max_burst, self.burst_at = len(b), (b[0], t)
 
-    def on_disconnect(self, rec: Record) -> None:
-        if rec.get("reason") == "too_many_websockets":
-            self.too_many.add(rec["t"])
-            self.too_many_hosts.add(rec.get("host"))
+    def on_disconnect(self, rec: Any) -> None:
+        if rec.reason == "too_many_websockets":
+            self.too_many.add(rec.t)
+            self.too_many_hosts.add(rec.host)
 
-    def on_api_call(self, rec: Record) -> None:
-        if rec.get("method") == "apps.connections.open" and (
-            rec.get("http_status") == 429 or rec.get("error") == "ratelimited"
-        ):
-            self.open_429.add(rec["t"])
-            ra = rec.get("retry_after")
+    def on_api_call(self, rec: Any) -> None:
+        if rec.method == "apps.connections.open" and (rec.http_status == 429 or rec.error == "ratelimited"):
+            self.open_429.add(rec.t)
+            ra = rec.retry_after
             if ra is not None and len(self.retry_after) < 100:
                 self.retry_after.append(float(ra))
 
-    def on_hello(self, rec: Record) -> None:
-        own = rec.get("own_connections")
+    def on_hello(self, rec: Any) -> None:
+        own = rec.own_connections
         if own is not None and own > self.max_own:
             self.max_own = int(own)
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
 from slackops.findings import Finding
-from slackops.records import Record
 
 _HOUR = 3600.0
 
@@ -39,25 +38,25 @@ class FanOut(Detector):
         self.edit_examples = Examples()
         self.started = 0
 
-    def on_envelope(self, rec: Record) -> None:
-        et = rec.get("event_type")
+    def on_envelope(self, rec: Any) -> None:
+        et = rec.event_type
         if et != "app_mention" and et != "message":
             return
-        eid = rec.get("event_id")
+        eid = rec.event_id
         if eid is None:
             return
         w = self.events
-        t = rec["t"]
+        t = rec.t
         if t >= w.deadline:
             w.rotate(t)
-        unchanged = rec.get("text_changed") is False and rec.get("subtype") == "message_changed"
-        w.current[eid] = (rec.get("channel"), rec.get("ts") or rec.get("event_ts"), et, unchanged)
+        unchanged = rec.text_changed is False and rec.subtype == "message_changed"
+        w.current[eid] = (rec.channel, rec.ts or rec.event_ts, et, unchanged)
 
-    def on_process(self, rec: Record) -> None:
-        if rec.get("phase") != "start":
+    def on_process(self, rec: Any) -> None:
+        if rec.phase != "start":
             return
         self.started += 1
-        eid = rec.get("event_id")
+        eid = rec.event_id
         if eid is None:
             return
         w = self.events
@@ -66,13 +65,13 @@ class FanOut(Detector):
             return
         channel, ts, et, unchanged = info
         if unchanged:
-            self.edits.add(rec["t"])
+            self.edits.add(rec.t)
             self.edit_examples.add(eid)
         if channel is None or ts is None:
             return
         key = (channel, ts)
         h = self.handled
-        t = rec["t"]
+        t = rec.t
         if t >= h.deadline:
             h.rotate(t)
         # One @mention arrives as app_mention and as message with the same channel + ts: both handled is waste.
@@ -84,12 +83,12 @@ class FanOut(Detector):
             self.pairs.add(t)
             self.pair_examples.add(eid)
 
-    def on_llm(self, rec: Record) -> None:
+    def on_llm(self, rec: Any) -> None:
         self.llm_calls += 1
-        ch = rec.get("channel")
+        ch = rec.channel
         if ch is None:
             return
-        t = rec["t"]
+        t = rec.t
         dq = self.recent.get(ch)
         if dq is None:
             if len(self.recent) > 50_000:

@@ -12,7 +12,6 @@ from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Pending, Span
 from slackops.findings import Finding
-from slackops.records import Record
 
 _INTERACTIVE = frozenset({"interactive", "slash_commands", "block_actions", "view_submission", "shortcut"})
 _DONE = frozenset({"end", "fail", "requeue", "shed"})
@@ -34,48 +33,48 @@ class LostInFlight(Detector):
         self.interactive_examples = Examples()
         self.interactive_total = 0
 
-    def on_process(self, rec: Record) -> None:
-        key = rec.get("event_id") or rec.get("envelope_id")
+    def on_process(self, rec: Any) -> None:
+        key = rec.event_id or rec.envelope_id
         if key is None:
             return
-        phase = rec.get("phase")
+        phase = rec.phase
         if phase == "start":
             if len(self.in_flight) < _MAX_IN_FLIGHT:
-                self.in_flight[key] = rec["t"]
+                self.in_flight[key] = rec.t
         elif phase in _DONE:
             self.in_flight.pop(key, None)
 
-    def on_signal(self, rec: Record) -> None:
-        name = (rec.get("name") or "").upper()
-        if name in ("SIGTERM", "SIGINT", "TERM", "INT", "SHUTDOWN") or rec.get("action") in (
+    def on_signal(self, rec: Any) -> None:
+        name = (rec.name or "").upper()
+        if name in ("SIGTERM", "SIGINT", "TERM", "INT", "SHUTDOWN") or rec.action in (
             "shutdown",
             "received",
         ):
-            t = rec["t"]
+            t = rec.t
             # Work still running a drain deadline after the signal is judged when the data ends.
             self.shutdowns.append(t)
 
-    def on_envelope(self, rec: Record) -> None:
-        if rec.get("type") not in _INTERACTIVE:
+    def on_envelope(self, rec: Any) -> None:
+        if rec.type not in _INTERACTIVE:
             return
         self.interactive_total += 1
-        eid = rec.get("envelope_id")
+        eid = rec.envelope_id
         if eid is None:
             return
-        for old_t, old in self.interactive.add(rec["t"], eid):
+        for old_t, old in self.interactive.add(rec.t, eid):
             self.interactive_lost.add(old_t)
             self.interactive_examples.add(old)
 
-    def on_ack(self, rec: Record) -> None:
-        eid = rec.get("envelope_id")
+    def on_ack(self, rec: Any) -> None:
+        eid = rec.envelope_id
         if eid is None:
             return
-        sent = self.interactive.pop(eid)
+        sent = self.interactive.items.pop(eid, None)  # Pending.pop inlined: every ack comes here
         if sent is None:
             return
-        ms = rec.get("ack_ms")
-        ms = float(ms) if ms is not None else (rec["t"] - sent) * 1000.0
-        if rec.get("ok") is False or ms > self.th["ack_deadline_ms"]:
+        ms = rec.ack_ms
+        ms = float(ms) if ms is not None else (rec.t - sent) * 1000.0
+        if rec.ok is False or ms > self.th["ack_deadline_ms"]:
             self.interactive_lost.add(sent)
             self.interactive_examples.add(eid)
 

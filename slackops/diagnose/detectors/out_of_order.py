@@ -11,14 +11,6 @@ from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
 from slackops.findings import Finding
-from slackops.records import Record
-
-
-def _ts(v: Any) -> float | None:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
 
 
 class OutOfOrder(Detector):
@@ -37,22 +29,23 @@ class OutOfOrder(Detector):
         self.has_process = False
         self.tolerance = self.th["order_tolerance_s"]
 
-    def on_envelope(self, rec: Record) -> None:
-        eid = rec.get("event_id")
-        ch = rec.get("channel")
+    def on_envelope(self, rec: Any) -> None:
+        eid = rec.event_id
+        ch = rec.channel
         if eid is None or ch is None:
             return
         w = self.events
-        t = rec["t"]
+        t = rec.t
         if t >= w.deadline:
             w.rotate(t)
         if eid in w.current or eid in w.previous:
             return  # a retry of an event already seen: its position was judged the first time
-        ts = _ts(rec.get("event_ts") or rec.get("ts"))
-        if ts is None:
+        try:
+            ts = float(rec.event_ts or rec.ts)
+        except (TypeError, ValueError):
             return
-        thread = rec.get("thread_ts")
-        w.current[eid] = (ch, thread, ts, bool(rec.get("retry_attempt")))
+        thread = rec.thread_ts
+        w.current[eid] = (ch, thread, ts, bool(rec.retry_attempt))
         key = (ch, thread or "")
         latest = self.latest_delivered
         prev = latest.get(key)
@@ -65,11 +58,11 @@ class OutOfOrder(Detector):
         elif ts < prev - self.tolerance:
             self.delivery_inversions.add(t)
 
-    def on_process(self, rec: Record) -> None:
-        if rec.get("phase") != "start":
+    def on_process(self, rec: Any) -> None:
+        if rec.phase != "start":
             return
         self.has_process = True
-        eid = rec.get("event_id")
+        eid = rec.event_id
         if eid is None:
             return
         w = self.events
@@ -87,7 +80,7 @@ class OutOfOrder(Detector):
         elif ts > prev:
             latest[key] = ts
         elif ts < prev - self.tolerance:
-            self.inversions.add(rec["t"])
+            self.inversions.add(rec.t)
             self.examples.add(eid)
             self.on_retry += retry
 

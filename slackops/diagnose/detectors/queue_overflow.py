@@ -11,7 +11,6 @@ from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
 from slackops.findings import Finding
-from slackops.records import Record
 
 
 class QueueOverflow(Detector):
@@ -39,23 +38,26 @@ class QueueOverflow(Detector):
         self.wait_rising = 0
         self.wait_flagged = Span()
         self.max_wait = 0.0
+        self.bucket_s = self.th["queue_bucket_s"]
 
-    def on_queue(self, rec: Record) -> None:
-        t = rec["t"]
-        if rec.get("action") == "shed":
+    def on_queue(self, rec: Any) -> None:
+        t = rec.t
+        if rec.action == "shed":
             self.shed.add(t)
-            self.shed_examples.add(rec.get("event_id"))
-        depth = rec.get("depth")
+            self.shed_examples.add(rec.event_id)
+        depth = rec.depth
         if depth is None:
             return
         depth = int(depth)
-        self.max_depth = max(self.max_depth, depth)
+        if depth > self.max_depth:
+            self.max_depth = depth
         if self.bucket_start is None:
             self.bucket_start = t
-        elif t - self.bucket_start >= self.th["queue_bucket_s"]:
+        elif t - self.bucket_start >= self.bucket_s:
             self._close_bucket(t)
             self.bucket_start = t
-        self.bucket_max = max(self.bucket_max, depth)
+        if depth > self.bucket_max:
+            self.bucket_max = depth
 
     def _close_bucket(self, t: float) -> None:
         if self.bucket_max > self.prev_max >= 0:
@@ -75,30 +77,30 @@ class QueueOverflow(Detector):
         self.prev_max = self.bucket_max
         self.bucket_max = -1
 
-    def on_ack(self, rec: Record) -> None:
-        key = rec.get("envelope_id") or rec.get("event_id")
+    def on_ack(self, rec: Any) -> None:
+        key = rec.envelope_id or rec.event_id
         if key is not None:
             w = self.acked
-            t = rec["t"]
+            t = rec.t
             if t >= w.deadline:
                 w.rotate(t)
             w.current[key] = t
 
-    def on_process(self, rec: Record) -> None:
-        phase = rec.get("phase")
+    def on_process(self, rec: Any) -> None:
+        phase = rec.phase
         if phase != "start":
             if phase == "shed":
-                self.shed.add(rec["t"])
-                self.shed_examples.add(rec.get("event_id"))
+                self.shed.add(rec.t)
+                self.shed_examples.add(rec.event_id)
             return
         w = self.acked
-        key = rec.get("envelope_id") or rec.get("event_id")
+        key = rec.envelope_id or rec.event_id
         if key is None:
             return
         acked = w.current.get(key) or w.previous.get(key)
         if acked is None:
             return
-        t = rec["t"]
+        t = rec.t
         wait = t - acked
         if wait > self.max_wait:
             self.max_wait = wait

@@ -12,7 +12,6 @@ from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Span
 from slackops.findings import Finding
-from slackops.records import Record
 
 
 class RateLimited(Detector):
@@ -26,25 +25,25 @@ class RateLimited(Detector):
         self.methods: Counter[str] = Counter()
         self.retry_after: list[float] = []
 
-    def on_envelope(self, rec: Record) -> None:
-        if rec.get("type") == "app_rate_limited":
-            self.app_limited.add(rec["t"])
+    def on_envelope(self, rec: Any) -> None:
+        if rec.type == "app_rate_limited":
+            self.app_limited.add(rec.t)
 
-    def on_api_call(self, rec: Record) -> None:
-        method = rec.get("method") or "unknown"
+    def on_api_call(self, rec: Any) -> None:
+        method = rec.method or "unknown"
         if method == "apps.connections.open":
             return
-        if rec.get("http_status") == 429 or rec.get("error") == "ratelimited":
+        if rec.http_status == 429 or rec.error == "ratelimited":
             self._429(rec, method)
 
-    def on_post(self, rec: Record) -> None:
-        if rec.get("http_status") == 429 or rec.get("error") == "ratelimited":
-            self._429(rec, rec.get("method") or "chat.postMessage")
+    def on_post(self, rec: Any) -> None:
+        if rec.http_status == 429 or rec.error == "ratelimited":
+            self._429(rec, rec.method or "chat.postMessage")
 
-    def _429(self, rec: Record, method: str) -> None:
-        self.api_429.add(rec["t"])
+    def _429(self, rec: Any, method: str) -> None:
+        self.api_429.add(rec.t)
         self.methods[method] += 1
-        ra = rec.get("retry_after")
+        ra = rec.retry_after
         if ra is not None and len(self.retry_after) < 1000:
             self.retry_after.append(float(ra))
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Window
 from slackops.findings import Finding
-from slackops.records import Record
 
 
 class _Tally:
@@ -73,28 +72,28 @@ class RetryDuplication(Detector):
         self.retried = 0
         self.retry_examples = Examples()
 
-    def on_process(self, rec: Record) -> None:
-        eid = rec.get("event_id")
-        if eid is not None and rec.get("phase") == "start":
-            self.runs.add(rec["t"], eid)
+    def on_process(self, rec: Any) -> None:
+        eid = rec.event_id
+        if eid is not None and rec.phase == "start":
+            self.runs.add(rec.t, eid)
 
-    def on_llm(self, rec: Record) -> None:
-        eid = rec.get("event_id")
+    def on_llm(self, rec: Any) -> None:
+        eid = rec.event_id
         # A call the provider refused (429, 5xx) did no work: retrying it is thundering-herd's business.
-        if eid is None or rec.get("error") is not None or (rec.get("http_status") or 200) >= 400:
+        if eid is None or rec.error is not None or (rec.http_status or 200) >= 400:
             return
-        if self.llm.add(rec["t"], eid):
-            self.llm.tokens += int(rec.get("tokens_in") or 0) + int(rec.get("tokens_out") or 0)
-            self.llm.cost += float(rec.get("cost_usd") or 0.0)
+        if self.llm.add(rec.t, eid):
+            self.llm.tokens += int(rec.tokens_in or 0) + int(rec.tokens_out or 0)
+            self.llm.cost += float(rec.cost_usd or 0.0)
 
-    def on_envelope(self, rec: Record) -> None:
+    def on_envelope(self, rec: Any) -> None:
         self.envelopes += 1
-        if rec.get("retry_attempt"):
+        if rec.retry_attempt:
             self.retried += 1
-            self.retry_examples.add(rec.get("event_id"))
-        eid = rec.get("event_id")
+            self.retry_examples.add(rec.event_id)
+        eid = rec.event_id
         if eid is not None:
-            self.deliveries.add(rec["t"], eid)
+            self.deliveries.add(rec.t, eid)
 
     def finish(self, ctx: Context) -> list[Finding]:
         out: list[Finding] = []

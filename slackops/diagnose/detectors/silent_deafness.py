@@ -12,7 +12,6 @@ from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, fmt_s
 from slackops.findings import Finding
-from slackops.records import Record
 
 
 class _Conn:
@@ -46,6 +45,7 @@ class SilentDeafness(Detector):
         self.longest_gap = 0.0
         self.total_envelopes = 0
         self.total_acks = 0
+        self.gap_s = self.th["envelope_gap_s"]
 
     def _conn(self, key: str | None) -> _Conn:
         c = self.conns.get(key)
@@ -55,19 +55,19 @@ class SilentDeafness(Detector):
             c = self.conns[key] = _Conn()
         return c
 
-    def on_pong(self, rec: Record) -> None:
-        if rec.get("direction", "received") != "received":
+    def on_pong(self, rec: Any) -> None:
+        if rec.direction != "received":
             return
-        c = self._conn(rec.get("conn"))
-        self._end_deaf(rec.get("conn"), c, rec["t"])
-        c.last_pong = rec["t"]
+        c = self._conn(rec.conn)
+        self._end_deaf(rec.conn, c, rec.t)
+        c.last_pong = rec.t
 
-    def on_ping(self, rec: Record) -> None:
+    def on_ping(self, rec: Any) -> None:
         # A ping we sent proves the client still believes in this socket.
-        if rec.get("direction") != "sent":
+        if rec.direction != "sent":
             return
-        c = self._conn(rec.get("conn"))
-        t = rec["t"]
+        c = self._conn(rec.conn)
+        t = rec.t
         if (
             c.last_pong is not None
             and not c.closed
@@ -84,19 +84,22 @@ class SilentDeafness(Detector):
             self.longest_deaf = max(self.longest_deaf, length)
             c.deaf_from = None
 
-    def on_close(self, rec: Record) -> None:
-        c = self._conn(rec.get("conn"))
+    def on_close(self, rec: Any) -> None:
+        c = self._conn(rec.conn)
         # A close or reconnect after the pongs stopped means the client noticed: not silent.
         c.deaf_from = None
         c.closed = True
 
-    def on_envelope(self, rec: Record) -> None:
+    def on_envelope(self, rec: Any) -> None:
         self.total_envelopes += 1
-        key = rec.get("conn")
-        c = self._conn(key)
-        t = rec["t"]
+        key = rec.conn
+        c = self.conns.get(key)
+        if c is None:
+            c = self._conn(key)
+        t = rec.t
         c.closed = False
-        if c.last_env is not None:
+        # The cheap half of _gap inline (hot: every envelope); _gap checks the rest.
+        if c.last_env is not None and t - (c.last_env or t) > self.gap_s:
             self._gap(key, c, t)
         c.envelopes += 1
         c.last_env = t
@@ -110,21 +113,21 @@ class SilentDeafness(Detector):
             self.gap_conns.add(key)
             self.longest_gap = max(self.longest_gap, gap)
 
-    def on_ack(self, rec: Record) -> None:
+    def on_ack(self, rec: Any) -> None:
         self.total_acks += 1
-        key = rec.get("ack_conn") or rec.get("conn")
+        key = rec.ack_conn or rec.conn
         if key in self.conns:
             self.conns[key].acks += 1
 
-    def on_hello(self, rec: Record) -> None:
-        num, own = rec.get("num_connections"), rec.get("own_connections")
+    def on_hello(self, rec: Any) -> None:
+        num, own = rec.num_connections, rec.own_connections
         if num is not None and own is not None and num > own:
-            self.ghost.add(rec["t"])
+            self.ghost.add(rec.t)
             self.ghost_max = max(self.ghost_max, num - own)
 
-    def on_drift(self, rec: Record) -> None:
-        num, own = rec.get("num_connections") or 0, rec.get("own_connections") or 0
-        self.ghost.add(rec["t"])
+    def on_drift(self, rec: Any) -> None:
+        num, own = rec.num_connections or 0, rec.own_connections or 0
+        self.ghost.add(rec.t)
         self.ghost_max = max(self.ghost_max, num - own)
 
     def finish(self, ctx: Context) -> list[Finding]:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from msgspec import UNSET
+
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, fmt_s
 from slackops.findings import Finding
-from slackops.records import Record
 
 _HEALTHY_INITIATORS = frozenset({"watchdog", "client"})
 _EXPLAINED_CAUSE = (
@@ -28,6 +29,12 @@ _EXPLAINED_CAUSE = (
     "disconnect",
     "refresh",
 )
+
+
+def _initiator(rec: Any) -> Any:
+    """Who started a reconnect; a record that does not say is the client's own (``UNSET`` means absent)."""
+    who = rec.initiator
+    return "client" if who is UNSET else who
 
 
 class StaleWatchdog(Detector):
@@ -50,18 +57,18 @@ class StaleWatchdog(Detector):
         self.conns = Examples()
         self.unjudged = 0
 
-    def on_pong(self, rec: Record) -> None:
-        if rec.get("direction", "received") == "received":
-            t = rec["t"]
-            self.last_pong[rec.get("conn")] = t
+    def on_pong(self, rec: Any) -> None:
+        if rec.direction == "received":
+            t = rec.t
+            self.last_pong[rec.conn] = t
             self.last_pong_any = t
 
-    def on_trouble(self, rec: Record) -> None:
-        kind = rec["kind"]
+    def on_trouble(self, rec: Any) -> None:
+        kind = rec.kind
         # A clean client close that is part of a reconnect is an effect, not a cause.
-        if kind == "close" and rec.get("by") == "client":
+        if kind == "close" and rec.by == "client":
             return
-        if kind == "error" and rec.get("where") not in (
+        if kind == "error" and rec.where not in (
             "ping",
             "pong_timeout",
             "ping_timeout",
@@ -69,31 +76,29 @@ class StaleWatchdog(Detector):
             "connect",
         ):
             return
-        self.last_trouble = rec["t"]
+        self.last_trouble = rec.t
 
-    def on_envelope(self, rec: Record) -> None:
-        self.last_envelope = rec["t"]
+    def on_envelope(self, rec: Any) -> None:
+        self.last_envelope = rec.t
 
-    def on_reconnect(self, rec: Record) -> None:
+    def on_reconnect(self, rec: Any) -> None:
         self.saw_reconnect_kind = True
-        cause = (rec.get("cause") or "").lower()
-        if rec.get("initiator", "client") not in _HEALTHY_INITIATORS or any(
-            w in cause for w in _EXPLAINED_CAUSE
-        ):
-            self.last_reconnect = rec["t"]
+        cause = (rec.cause or "").lower()
+        if _initiator(rec) not in _HEALTHY_INITIATORS or any(w in cause for w in _EXPLAINED_CAUSE):
+            self.last_reconnect = rec.t
             return
-        self._judge(rec["t"], rec.get("conn"), explicit=rec.get("initiator") == "watchdog")
+        self._judge(rec.t, rec.conn, explicit=rec.initiator == "watchdog")
 
-    def on_connect(self, rec: Record) -> None:
+    def on_connect(self, rec: Any) -> None:
         self.connects += 1
-        t = rec["t"]
+        t = rec.t
         # Logs without reconnect records (a custom watchdog calling connect() again) show only new sessions.
         if (
             self.connects > 1
             and not self.saw_reconnect_kind
             and t - self.last_reconnect > self.th["cause_window_s"]
         ):
-            self._judge(t, rec.get("conn"), explicit=False)
+            self._judge(t, rec.conn, explicit=False)
 
     def _judge(self, t: float, conn: str | None, explicit: bool) -> None:
         self.last_reconnect = t

@@ -12,13 +12,12 @@ from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Span
 from slackops.findings import Finding
-from slackops.records import Record
 
 
-def _limited(rec: Record) -> bool:
-    if rec.get("http_status") == 429:
+def _limited(rec: Any) -> bool:
+    if rec.http_status == 429:
         return True
-    err = rec.get("error")
+    err = rec.error
     return isinstance(err, str) and (("rate" in err.lower() and "limit" in err.lower()) or "429" in err)
 
 
@@ -37,13 +36,13 @@ class ThunderingHerd(Detector):
         self.waves: list[float] = []
         self.wave_sizes: list[int] = []
 
-    def on_llm(self, rec: Record) -> None:
+    def on_llm(self, rec: Any) -> None:
         self.calls += 1
-        res = rec.get("resource") or "llm"
+        res = rec.resource or "llm"
         if not _limited(rec):
             self.streak[res] = 0
             return
-        t = rec["t"]
+        t = rec.t
         self.limited.add(t)
         n = self.streak.get(res, 0) + 1
         self.streak[res] = n

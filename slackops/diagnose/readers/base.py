@@ -50,6 +50,11 @@ class ParseStats:
             text = redact_text(text[:160].replace("\x00", "\\0"))
             self.samples.append(f"{why}: {text}" if why else text)
 
+    def merge(self, other: ParseStats) -> None:
+        """Add ``other``'s unparsed records (and samples, up to the cap) to these."""
+        self.unparsed += other.unparsed
+        self.samples.extend(other.samples[: max(0, SAMPLES - len(self.samples))])
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
@@ -99,27 +104,28 @@ class Input:
             raise InputError(f"{path}: cannot read: {exc}") from None
         self.is_sqlite = self.head.startswith(b"SQLite format 3\x00")
 
-    def chunks(self) -> Iterator[bytes]:
-        """The decompressed bytes from the start, in chunks of :data:`CHUNK` bytes."""
+    def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
+        """The decompressed bytes from the start, in chunks of ``size`` bytes."""
         if self.head:
             yield self.head
         read = self._stream.read
         report = self.progress if self.size else None
+        every = max(1, (1 << 20) // size)  # report progress about every MiB
         n = 0
         while True:
             try:
-                data = read(CHUNK)
+                data = read(size)
             except (OSError, EOFError):
                 # A truncated gzip member: stop here, what was read so far is still analysed.
                 return
             if not data:
                 return
             n += 1
-            if report is not None and not n & 63:  # about every MiB
+            if report is not None and not n % every:
                 report(self._raw.tell(), self.size)
             yield data
 
-    def blocks(self, stats: ParseStats) -> Iterator[bytes]:
+    def blocks(self, stats: ParseStats, read_size: int = CHUNK) -> Iterator[bytes]:
         """Runs of complete lines (no trailing newline), one per chunk; the unterminated rest ends in :attr:`tail`.
 
         A line longer than :data:`MAX_LINE` is counted as unparsed and skipped. Pieces of a long line are kept in
@@ -129,7 +135,7 @@ class Input:
         size = 0
         skipping = False
         self.tail = b""
-        for chunk in self.chunks():
+        for chunk in self.chunks(read_size):
             nl = chunk.rfind(b"\n")
             if skipping:
                 if nl < 0:
