@@ -116,6 +116,8 @@ def test_a_healthy_simulator_run_marks_no_check(recordings):
 def test_a_reconnect_storm_marks_disconnect_storm(recordings):
     marked = applies("disconnect-storm", recordings("disconnect-storm"))
     assert "open-ratelimited" in marked
+    # The simulator's recording shows the loop as new sessions (no reconnect records): still a storm.
+    assert "reconnect-burst" in marked
     assert marked["open-ratelimited"].findings[0]["evidence"]["count"] >= 1
 
 

@@ -14,7 +14,26 @@ from tests.util import wait_for
 
 
 async def settled(pilot) -> None:
-    """Let tables scroll their cursor into view (done after a refresh) before the screenshot is taken."""
+    """Let tables scroll their cursor into view (done after a refresh) before the screenshot is taken.
+
+    DataTable scrolls to its cursor after the next refresh; on a loaded machine that can take more than a fixed
+    number of pauses, so wait until the timeline's cursor row is actually in view, then give every table the
+    same extra pauses.
+    """
+    app = pilot.app
+    table = app.timeline_table
+
+    def cursor_visible() -> bool:
+        if table.row_count == 0:
+            return True
+        row_top = table.cursor_row  # one line per row in this table
+        return table.scroll_y <= row_top < table.scroll_y + table.scrollable_content_region.height
+
+    for _ in range(50):
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+        if cursor_visible():
+            break
     for _ in range(3):
         await pilot.pause()
         await pilot.wait_for_scheduled_animations()

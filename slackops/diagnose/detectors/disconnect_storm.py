@@ -14,8 +14,35 @@ from typing import Any
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, fmt_s
 from slackops.findings import Finding
 
-#: A connect this soon after a reconnect record is the same reconnect seen twice (once as intent, once done).
-_SAME_S = 10.0
+
+class _Rate:
+    """Reconnect times, with the densest sliding window and burst seen so far."""
+
+    def __init__(self, window_s: float, burst_s: float) -> None:
+        self.window_s, self.burst_s = window_s, burst_s
+        self.span = Span()
+        self.conns = Examples()
+        self.window: deque[float] = deque()
+        self.burst: deque[float] = deque()
+        self.max_in_window = 0
+        self.worst_window: tuple[float, float] | None = None
+        self.max_burst = 0
+        self.burst_at: tuple[float, float] | None = None
+
+    def add(self, t: float, conn: str | None) -> None:
+        self.span.add(t)
+        self.conns.add(conn)
+        w, b = self.window, self.burst
+        w.append(t)
+        b.append(t)
+        while w and t - w[0] > self.window_s:
+            w.popleft()
+        while b and t - b[0] > self.burst_s:
+            b.popleft()
+        if len(w) > self.max_in_window:
+            self.max_in_window, self.worst_window = len(w), (w[0], t)
+        if len(b) > self.max_burst:
+            self.max_burst, self.burst_at = len(b), (b[0], t)
 
 
 class DisconnectStorm(Detector):
@@ -25,14 +52,13 @@ class DisconnectStorm(Detector):
 
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)
-        self.reconnects = Span()
-        self.window: deque[float] = deque()
-        self.burst: deque[float] = deque()
-        self.max_in_window = 0
-        self.worst_window: tuple[float, float] | None = None
-        self.max_burst = 0
-        self.burst_at: tuple[float, float] | None = None
-        self.last_reconnect_t = -1e18
+        window_s, burst_s = self.th["reconnect_window_s"], self.th["burst_window_s"]
+        # Reconnects are counted from reconnect records where the producer writes them (watch, the bot);
+        # recordings and logs that only show new sessions (the simulator's side, slack-sdk logs) count every
+        # connect after the initial ones instead. Both are kept, and finish() picks one, because a reconnect
+        # record is written after the connect it explains.
+        self.from_reconnects = _Rate(window_s, burst_s)
+        self.from_connects = _Rate(window_s, burst_s)
         self.connects = 0
         self.saw_reconnect_kind = False
         self.too_many = Span()
@@ -40,35 +66,16 @@ class DisconnectStorm(Detector):
         self.open_429 = Span()
         self.retry_after: list[float] = []
         self.max_own = 0
-        self.conns = Examples()
 
-    # Reconnects are counted from reconnect records; logs that only show new sessions count those instead.
     def on_reconnect(self, rec: Any) -> None:
         self.saw_reconnect_kind = True
-        self._count(rec.t, rec.conn, rec.initiator or "client")
+        self.from_reconnects.add(rec.t, rec.conn)
 
     def on_connect(self, rec: Any) -> None:
         self.connects += 1
-        t = rec.t
-        if self.connects > 1 and t - self.last_reconnect_t > _SAME_S and not self.saw_reconnect_kind:
-            self._count(t, rec.conn, "connect")
-
-    def _count(self, t: float, conn: str | None, what: str) -> None:
-        self.last_reconnect_t = t
-        self.reconnects.add(t)
-        self.conns.add(conn)
-        w, b = self.window, self.burst
-        w.append(t)
-        b.append(t)
-        horizon = self.th["reconnect_window_s"]
-        while w and t - w[0] > horizon:
-            w.popleft()
-        while b and t - b[0] > self.th["burst_window_s"]:
-            b.popleft()
-        if len(w) > self.max_in_window:
-            self.max_in_window, self.worst_window = len(w), (w[0], t)
-        if len(b) > self.max_burst:
-            self.max_burst, self.burst_at = len(b), (b[0], t)
+        # The first connect of each expected socket is the start, not a reconnect.
+        if self.connects > max(1, int(self.th["expected_connections"])):
+            self.from_connects.add(rec.t, rec.conn)
 
     def on_disconnect(self, rec: Any) -> None:
         if rec.reason == "too_many_websockets":
@@ -89,24 +96,25 @@ class DisconnectStorm(Detector):
 
     def finish(self, ctx: Context) -> list[Finding]:
         out: list[Finding] = []
+        r = self.from_reconnects if self.saw_reconnect_kind else self.from_connects
         slots = max(1.0, self.th["expected_connections"])
-        per_slot = self.max_in_window / slots
-        storm = per_slot > self.th["reconnect_max_per_window"] or self.max_burst >= self.th["burst_min"]
+        per_slot = r.max_in_window / slots
+        storm = per_slot > self.th["reconnect_max_per_window"] or r.max_burst >= self.th["burst_min"]
         if storm:
-            worst = self.burst_at if self.max_burst >= self.th["burst_min"] else self.worst_window
+            worst = r.burst_at if r.max_burst >= self.th["burst_min"] else r.worst_window
             out.append(
                 Finding(
                     "reconnect-burst",
-                    f"{self.reconnects.count} reconnects; up to {self.max_in_window} within "
-                    f"{fmt_s(self.th['reconnect_window_s'])} and {self.max_burst} within {fmt_s(self.th['burst_window_s'])} "
+                    f"{r.span.count} reconnects; up to {r.max_in_window} within "
+                    f"{fmt_s(self.th['reconnect_window_s'])} and {r.max_burst} within {fmt_s(self.th['burst_window_s'])} "
                     f"— a healthy socket refreshes about every 5 h",
                     evidence={
-                        **self.reconnects.evidence(),
-                        "max_in_window": self.max_in_window,
-                        "max_in_burst": self.max_burst,
+                        **r.span.evidence(),
+                        "max_in_window": r.max_in_window,
+                        "max_in_burst": r.max_burst,
                         "worst_from_t": worst[0] if worst else None,
                         "worst_to_t": worst[1] if worst else None,
-                        "connections": self.conns.items,
+                        "connections": r.conns.items,
                         "counted_from": "reconnect records" if self.saw_reconnect_kind else "new sessions",
                     },
                 )
@@ -146,4 +154,5 @@ class DisconnectStorm(Detector):
         return []
 
     def stats(self) -> dict[str, Any]:
-        return {"reconnects": self.reconnects.count}
+        r = self.from_reconnects if self.saw_reconnect_kind else self.from_connects
+        return {"reconnects": r.span.count}
