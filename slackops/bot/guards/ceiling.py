@@ -9,8 +9,8 @@ at 5 LLM-backed turns a minute.
 
 from __future__ import annotations
 
-from slackops.bot.guards.base import Emit, Emitter, as_emitter
-from slackops.bot.guards.window import SlidingWindow
+from slackops.bot.guards.base import Emit, Emitter
+from slackops.bot.guards.window import ChannelQuota
 
 GUARD = "post_ceiling"
 
@@ -20,8 +20,12 @@ DEFAULT_POSTS = 5
 DEFAULT_WINDOW_S = 60.0
 
 
-class PostCeiling:
+class PostCeiling(ChannelQuota):
     """Admit a post to ``channel`` while fewer than ``limit`` were admitted in the last ``window`` seconds."""
+
+    GUARD = GUARD
+    ACTION = "block"
+    WHAT = "posts"
 
     def __init__(
         self,
@@ -30,24 +34,4 @@ class PostCeiling:
         *,
         emit: Emit | Emitter | None = None,
     ) -> None:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        self.limit = limit
-        self.window = SlidingWindow(window)
-        self.emit = as_emitter(emit)
-
-    def allow(self, channel: str, now: float, *, event_id: str | None = None) -> bool:
-        """Count and admit one post, or emit a ``guard`` record (action ``block``) and return False."""
-        used = self.window.total(channel, now)
-        if used >= self.limit:
-            self.emit.guard(
-                GUARD,
-                "block",
-                event_id=event_id,
-                channel=channel,
-                detail=f"{int(used)} posts in {self.window.window:g} s (limit {self.limit}); "
-                f"next slot in {self.window.retry_in(channel, now):.1f} s",
-            )
-            return False
-        self.window.add(channel, now)
-        return True
+        super().__init__(limit, window, emit=emit)

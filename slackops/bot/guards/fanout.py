@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from slackops.bot.guards.base import Emit, Emitter, as_emitter
-from slackops.bot.guards.window import SlidingWindow
+from slackops.bot.guards.window import ChannelQuota
 
 #: LLM calls allowed per channel per window (failure-modes.md: fan-out signature, "20 per channel per hour").
 DEFAULT_CALLS_PER_CHANNEL = 20
@@ -31,10 +31,12 @@ DEFAULT_PAIR_TTL_S = 600.0
 DEFAULT_PAIR_CAPACITY = 50_000
 
 
-class ChannelLimiter:
+class ChannelLimiter(ChannelQuota):
     """At most ``limit`` LLM calls per channel in any ``window`` seconds; excess calls are skipped with a record."""
 
     GUARD = "fan_out"
+    ACTION = "skip"
+    WHAT = "LLM calls"
 
     def __init__(
         self,
@@ -43,27 +45,7 @@ class ChannelLimiter:
         *,
         emit: Emit | Emitter | None = None,
     ) -> None:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        self.limit = limit
-        self.window = SlidingWindow(window)
-        self.emit = as_emitter(emit)
-
-    def allow(self, channel: str | None, now: float, *, event_id: str | None = None) -> bool:
-        """Count and admit one LLM call for ``channel``, or emit ``guard`` (action ``skip``) and return False."""
-        key = channel or "-"
-        used = self.window.total(key, now)
-        if used >= self.limit:
-            self.emit.guard(
-                self.GUARD,
-                "skip",
-                event_id=event_id,
-                channel=channel,
-                detail=f"{int(used)} LLM calls in {self.window.window:g} s (limit {self.limit})",
-            )
-            return False
-        self.window.add(key, now)
-        return True
+        super().__init__(limit, window, emit=emit)
 
 
 class MentionPairFilter:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from slackops.bot.guards.base import Emit, Emitter, as_emitter
+
 
 class SlidingWindow:
     """Amounts added per key within the last ``window`` seconds (of a monotonic clock the caller passes)."""
@@ -45,3 +47,39 @@ class SlidingWindow:
 
     def keys(self) -> list[str]:
         return list(self._entries)
+
+
+class ChannelQuota:
+    """At most ``limit`` admissions per channel in any ``window`` seconds; a refusal emits a ``guard`` record.
+
+    The post ceiling and the fan-out limiter are this one rule with different names, limits and record wording.
+    """
+
+    #: the ``guard`` record's guard name, its action on refusal, and what is being counted (for the detail)
+    GUARD = "quota"
+    ACTION = "block"
+    WHAT = "admissions"
+
+    def __init__(self, limit: int, window: float, *, emit: Emit | Emitter | None = None) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self.window = SlidingWindow(window)
+        self.emit = as_emitter(emit)
+
+    def allow(self, channel: str | None, now: float, *, event_id: str | None = None) -> bool:
+        """Count and admit one for ``channel``, or emit a ``guard`` record and return False."""
+        key = channel or "-"
+        used = self.window.total(key, now)
+        if used >= self.limit:
+            self.emit.guard(
+                self.GUARD,
+                self.ACTION,
+                event_id=event_id,
+                channel=channel,
+                detail=f"{int(used)} {self.WHAT} in {self.window.window:g} s (limit {self.limit}); "
+                f"next slot in {self.window.retry_in(key, now):.1f} s",
+            )
+            return False
+        self.window.add(key, now)
+        return True
