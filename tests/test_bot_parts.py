@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import sqlite3
 
@@ -15,6 +16,7 @@ from slackops.bot.ordering import Resequencer, order_key, order_ts
 from slackops.bot.queue import WorkQueue
 from slackops.errors import StoreError
 from slackops.protocol import Envelope, EventInfo, parse_frame
+from tests.util import wait_for, wait_until
 
 
 class Clock:
@@ -178,6 +180,46 @@ def test_recover_redispatches_orphans_and_pending_after_a_crash(tmp_path):
     # Dedup state survived the crash too.
     assert q2.admit(envelope("Ev2", "e2-retry", retry_attempt=1)).duplicate
     q2.close()
+
+
+def test_claim_and_complete_ride_on_the_next_commit_and_mark_effect_makes_them_durable(tmp_path):
+    path = tmp_path / "q.db"
+
+    def committed(other: sqlite3.Connection) -> list[tuple[str, str | None]]:
+        return other.execute("SELECT state, effects FROM work ORDER BY id").fetchall()
+
+    async def main() -> None:
+        q = WorkQueue(path)
+        other = sqlite3.connect(path)  # sees only committed data
+        first = q.admit(envelope("Ev1", "e1")).item
+        assert first
+        q.claim(first.id)
+        assert committed(other) == [("pending", None)]  # deferred: off the ack path
+        q.mark_effect(first.id, "post1", first.effects)
+        assert committed(other) == [("claimed", "post1")]  # an effect is durable at once, with its claim
+        q.complete(first.id)
+        second = q.admit(envelope("Ev2", "e2")).item  # the admission's commit carries the delete
+        assert second
+        assert committed(other) == [("pending", None)]
+        q.claim(second.id)
+        q.complete(second.id)
+        await wait_for(lambda: committed(other) == [], what="the deferred flush", timeout=2.0)
+        other.close()
+        q.close()
+
+    asyncio.run(main())
+
+
+def test_checkpoints_happen_off_the_commit_path(tmp_path):
+    path = tmp_path / "q.db"
+    q = WorkQueue(path)
+    size = path.stat().st_size
+    for i in range(300):
+        q.admit(envelope(f"Ev{i}", f"e{i}"))
+    # The bot's own connection never checkpoints; the background thread copies the WAL into the file.
+    assert q._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    wait_until(lambda: path.stat().st_size > size, timeout=5.0, what="a background checkpoint")
+    q.close()
 
 
 def test_requeue_and_fail_states(tmp_path):

@@ -18,7 +18,7 @@ from slackops.bot.dispatcher import Dispatcher
 from slackops.bot.ordering import Resequencer
 from slackops.bot.queue import WorkQueue
 from slackops.bot.webapi import make_web_client
-from slackops.errors import UsageError
+from slackops.errors import StoreError, UsageError
 from tests.test_bot_parts import envelope
 from tests.util import wait_for
 
@@ -492,3 +492,69 @@ def test_second_signal_skips_the_drain_and_leaves_work_for_the_next_start(tmp_pa
     with WorkQueue(tmp_path / "bot.db") as q:
         (item,) = q.recover()
     assert item.orphaned and item.dedup_key == "Ev1"
+
+
+def test_group_commit_persists_a_whole_turn_of_envelopes_before_any_ack(tmp_path):
+    handled: list[str] = []
+
+    async def handler(ctx):
+        handled.append(ctx.event_id)
+
+    async def main():
+        bot, _, sink = make_bot(tmp_path, handler)
+        await bot.start()
+        # Three frames from one read (a retry of Ev1 among them): the socket says how many are still buffered.
+        conn = SimpleNamespace(buffered=2)
+        await bot._receive(envelope("Ev1", "e1"), time.monotonic(), conn)
+        conn.buffered = 1
+        await bot._receive(envelope("Ev1", "e1-retry", retry_attempt=1), time.monotonic(), conn)
+        assert bot.mgr.acks == []  # staged, not yet committed: no ack may go out
+        conn.buffered = 0
+        await bot._receive(envelope("Ev2", "e2"), time.monotonic(), conn)
+        assert len(bot.mgr.acks) == 3  # the last buffered frame commits and acks the batch in the same step
+        await wait_for(lambda: bot.dispatcher.completed == 2, what="two handler runs")
+        # The finished rows' deletes ride on a later commit, within DEFERRED_FLUSH_S.
+        with sqlite3.connect(tmp_path / "bot.db") as other:
+            await wait_for(
+                lambda: other.execute("SELECT count(*) FROM work").fetchone()[0] == 0, what="deletes"
+            )
+        mgr = bot.mgr
+        await bot.stop()
+        return mgr, sink
+
+    mgr, sink = asyncio.run(main())
+    assert [a[0] for a in mgr.acks] == ["e1", "e1-retry", "e2"]
+    assert mgr.rows_at_ack == [2, 2, 2]  # one commit made both new events durable before the first ack
+    assert handled == ["Ev1", "Ev2"]
+    assert [r["duplicate"] for r in sink.kinds("dedup")] == [False, True, False]
+    assert [r["depth"] for r in sink.kinds("queue", action="enqueue")] == [1, 2]
+
+
+def test_failed_group_commit_acks_none_of_the_batch(tmp_path, monkeypatch):
+    async def handler(ctx):
+        raise AssertionError("nothing was persisted, so nothing may run")
+
+    async def main():
+        bot, _, sink = make_bot(tmp_path, handler)
+        await bot.start()
+
+        def broken_commit() -> None:
+            bot.queue.rollback()
+            raise StoreError("disk I/O error")
+
+        monkeypatch.setattr(bot.queue, "commit", broken_commit)
+        await bot._receive(envelope("Ev1", "e1"), time.monotonic(), SimpleNamespace(buffered=1))
+        await bot._receive(envelope("Ev2", "e2"), time.monotonic(), SimpleNamespace(buffered=0))
+        monkeypatch.undo()
+        ready = bot.readiness()
+        mgr = bot.mgr
+        await bot.stop()
+        return mgr, sink, ready
+
+    mgr, sink, ready = asyncio.run(main())
+    assert mgr.acks == []
+    assert len(sink.kinds("error", where="enqueue")) == 2  # one per unacked envelope: diagnose counts them
+    assert ready == (False, "work store unavailable: StoreError")
+    with WorkQueue(tmp_path / "bot.db") as q:
+        assert q.recover() == []  # rolled back: Slack's retry is a fresh event, not a dedup hit
+        assert not q.admit(envelope("Ev1", "e1-retry", retry_attempt=1)).duplicate

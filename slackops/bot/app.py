@@ -10,6 +10,14 @@ and Slack never retries for lateness. A duplicate delivery (a Slack retry, an at
 on two sockets) is acked and dropped with a ``dedup`` record; an ack that fails to send costs nothing, because
 the event is already queued and its retry will be a dedup hit.
 
+**Group commit** (SQLite store, envelopes from the transport): frames that arrive together (already buffered
+on a socket when the first is read) are staged in one open transaction; one commit makes them all durable, then
+each is acked, and only then are their records written and their work submitted (:meth:`Bot._receive`,
+:meth:`Bot._flush`). Persist-before-ack holds for every envelope, duplicates included (the claim they hit may be
+in the same batch); under load the commit's cost is shared instead of paid per envelope. A single frame is
+committed and acked in the same event-loop step it was read in, as before. :meth:`Bot.on_envelope` (one
+envelope: commit, ack) serves the Redis store and envelopes whose ack carries a responder's answer.
+
 **Fast path.** Envelopes with ``accepts_response_payload`` (slash commands, ``view_submission``,
 ``block_suggestion``) can carry an answer in the ack. If the bot has a *responder*, it runs after the durable
 enqueue and before the ack, bounded by ``fast_path_timeout_s`` measured from receipt (default 2 s: Slack's
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import inspect
 import logging
@@ -105,6 +114,10 @@ class BotConfig:
     queue_name: str = "default"
     #: shared store: work a dead instance held is reclaimed after this long without its heartbeat
     visibility_timeout_s: float = 30.0
+    #: once the sockets are open, hide everything allocated so far from the garbage collector (``gc.freeze``):
+    #: a full collection over the start-up heap stalls the receive path for tens of ms. Process-wide, so only
+    #: for a process that exists to run this bot (``slackops bot run`` turns it on).
+    freeze_gc: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.connections <= 10:
@@ -210,6 +223,9 @@ class Bot:
         self.orphans = 0
         self.recovered = 0
         self.bot_user_id: str | None = None
+        #: staged (not yet committed) admissions awaiting the group commit, and the task that will commit them
+        self._batch: list[_Staged] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- records: one seam for the recording and the metrics -------------------------------------------------
 
@@ -282,6 +298,11 @@ class Bot:
         self.mgr = self._make_manager()
         self._accepting = True
         await self.mgr.start()
+        if self.config.freeze_gc:
+            # Modules, the web client, the sockets: alive for the whole run. Frozen, they are never scanned
+            # again, so a full collection costs microseconds instead of a stalled event loop.
+            gc.collect()
+            gc.freeze()
 
     async def _identify(self) -> None:
         """Learn our own bot user id (``auth.test``), so handlers can skip their own messages. Best effort."""
@@ -308,7 +329,8 @@ class Bot:
             instance=self.config.instance,
             liveness=self.config.liveness or LivenessPolicy(),
         )
-        return ConnectionManager(cfg, on_envelope=self.on_envelope, recorder=self)
+        on_envelope = self._receive if hasattr(self.queue, "stage") else self.on_envelope
+        return ConnectionManager(cfg, on_envelope=on_envelope, recorder=self)
 
     async def _redispatch_recovered(self) -> None:
         for item in await settle(self.queue.recover()):
@@ -432,6 +454,10 @@ class Bot:
 
     async def _stop(self) -> DrainReport | None:
         self._accepting = False
+        if self._flusher is not None:
+            # Envelopes already staged: commit and ack them while the sockets are still open.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._flusher)
         if self.mgr is not None:
             # First: no new envelopes. Slack routes to other sockets/replicas, or retries later.
             try:
@@ -486,43 +512,14 @@ class Bot:
     # -- the receive path -------------------------------------------------------------------------------------
 
     async def on_envelope(self, env: Envelope, received_at: float, conn: Any) -> None:
-        """Backpressure -> dedup + persist (one transaction) -> ack -> submit. Called by the transport."""
-        depth = self.depth
-        event_class = classify(env)
-        action = self.policy.decide(event_class, depth)
-        if action is Action.SHED:
-            # Ack so Slack does not retry it into the same overload; say what was shed.
-            await self.mgr.ack(env.envelope_id, via=conn)
-            self._record(
-                "queue", depth=depth, action="shed", event_id=env.dedup_key, envelope_id=env.envelope_id
-            )
-            self._record(
-                "process",
-                event_id=env.dedup_key,
-                envelope_id=env.envelope_id,
-                channel=env.event.channel,
-                phase="shed",
-                error=event_class,
-            )
+        """Backpressure -> dedup + persist (one transaction) -> ack -> submit, for one envelope."""
+        depth = await self._admit_gate(env, conn)
+        if depth is None:
             return
-        if action is Action.BLOCK:
-            self._record(
-                "queue", depth=depth, action="block", event_id=env.dedup_key, envelope_id=env.envelope_id
-            )
-            await self.dispatcher.wait_below(self.policy.hard_limit, self.policy.block_timeout_s)
         try:
             admission = await settle(self.queue.admit(env, time.time()))
         except (StoreError, sqlite3.Error) as exc:
-            # Not persisted, so not acked: Slack retries events_api envelopes; better late than lost.
-            if self.store_error is None:
-                log.error("cannot persist envelopes, so not acking them (Slack retries events): %s", exc)
-            self.store_error = type(exc).__name__
-            self._record(
-                "error",
-                where="enqueue",
-                error=type(exc).__name__,
-                detail=f"not acked (Slack retries events_api): {str(exc)[:200]}",
-            )
+            self._not_persisted(exc, 1)
             return
         if self.store_error is not None:
             self._store_ok()
@@ -540,6 +537,130 @@ class Bot:
         )
         if not self.queue.shared:  # shared: whichever instance has room pulls it (_consume)
             self.dispatcher.submit(admission.item)
+
+    async def _receive(self, env: Envelope, received_at: float, conn: Any) -> None:
+        """The transport's entry (SQLite store): stage the envelope for the group commit and return.
+
+        While the socket has more frames buffered, the receive loop goes on to the next one; at the last,
+        :meth:`_flush` commits everything staged, then acks and submits it. Envelopes whose ack can carry a
+        responder's answer take the one-at-a-time path (the responder runs between the commit and the ack).
+        """
+        if env.accepts_response_payload and self.responder is not None:
+            await self.on_envelope(env, received_at, conn)
+            return
+        depth = await self._admit_gate(env, conn)
+        if depth is None:
+            return
+        t = time.time()
+        try:
+            admission = self.queue.stage(env, t)
+        except (StoreError, sqlite3.Error) as exc:
+            # The rollback dropped everything staged with it: none of those may be acked either.
+            dropped, self._batch = self._batch, []
+            self._not_persisted(exc, len(dropped) + 1)
+            return
+        self._batch.append(_Staged(env, conn, admission, t))
+        if not getattr(conn, "buffered", 0):
+            # The last frame this socket has read: commit and ack now, in this task (no extra loop turn).
+            await self._flush()
+        elif self._flusher is None:
+            # More frames are waiting and the receive loop takes them without yielding; this task commits the
+            # batch if the last of them is not an envelope (a hello, a disconnect) or it went to another socket.
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="slackops-commit")
+
+    async def _flush(self) -> None:
+        """Commit what was staged, then ack, record and submit each envelope (in arrival order)."""
+        batch, self._batch = self._batch, []
+        self._flusher = None  # a fallback task still scheduled finds an empty batch, or commits a newer one
+        if not batch:
+            return
+        try:
+            self.queue.commit()
+        except (StoreError, sqlite3.Error) as exc:
+            self._not_persisted(exc, len(batch))
+            return
+        if self.store_error is not None:
+            self._store_ok()
+        try:
+            ack = self.mgr.ack
+            for staged in batch:
+                await ack(staged.env.envelope_id, via=staged.conn)
+        finally:
+            # Records and dispatch after every ack of the batch: nothing but the commit sits before an ack. In a
+            # finally: the work is durable, so it runs here even if an ack could not be sent.
+            self._admitted(batch)
+
+    def _admitted(self, batch: list[_Staged]) -> None:
+        """Write each committed envelope's ``dedup`` / ``queue`` records and submit its work (after the acks)."""
+        source = self.config.source
+        for staged in batch:
+            env, admission = staged.env, staged.admission
+            duplicate = admission.duplicate or admission.item is None
+            self.write(
+                records.make(
+                    "dedup",
+                    t=staged.t,
+                    source=source,
+                    event_id=env.dedup_key,
+                    envelope_id=env.envelope_id,
+                    duplicate=duplicate,
+                )
+            )
+            if duplicate:
+                continue
+            self.write(
+                records.make(
+                    "queue",
+                    t=staged.t,
+                    source=source,
+                    depth=self.depth + 1,
+                    action="enqueue",
+                    event_id=env.dedup_key,
+                    envelope_id=env.envelope_id,
+                )
+            )
+            self.dispatcher.submit(admission.item)
+
+    async def _admit_gate(self, env: Envelope, conn: Any) -> int | None:
+        """The backpressure decision: the queue depth to admit at, or ``None`` if the envelope was shed."""
+        depth = self.depth + len(self._batch)
+        event_class = classify(env)
+        action = self.policy.decide(event_class, depth)
+        if action is Action.SHED:
+            # Ack so Slack does not retry it into the same overload; say what was shed.
+            await self.mgr.ack(env.envelope_id, via=conn)
+            self._record(
+                "queue", depth=depth, action="shed", event_id=env.dedup_key, envelope_id=env.envelope_id
+            )
+            self._record(
+                "process",
+                event_id=env.dedup_key,
+                envelope_id=env.envelope_id,
+                channel=env.event.channel,
+                phase="shed",
+                error=event_class,
+            )
+            return None
+        if action is Action.BLOCK:
+            self._record(
+                "queue", depth=depth, action="block", event_id=env.dedup_key, envelope_id=env.envelope_id
+            )
+            await self.dispatcher.wait_below(self.policy.hard_limit, self.policy.block_timeout_s)
+        return depth
+
+    def _not_persisted(self, exc: BaseException, count: int) -> None:
+        """``count`` envelopes could not be persisted, so they are not acked: one ``error`` record each."""
+        # Not persisted, so not acked: Slack retries events_api envelopes; better late than lost.
+        if self.store_error is None:
+            log.error("cannot persist envelopes, so not acking them (Slack retries events): %s", exc)
+        self.store_error = type(exc).__name__
+        for _ in range(count):
+            self._record(
+                "error",
+                where="enqueue",
+                error=type(exc).__name__,
+                detail=f"not acked (Slack retries events_api): {str(exc)[:200]}",
+            )
 
     async def _respond(self, item: WorkItem, received_at: float) -> dict[str, Any] | str | None:
         """Run the responder for the ack payload, within what is left of the fast-path budget."""
@@ -584,6 +705,16 @@ class Bot:
         result = await asyncio.to_thread(self.handler, ctx)
         if inspect.isawaitable(result):
             await result
+
+
+@dataclass(slots=True)
+class _Staged:
+    """An envelope staged for the group commit: acked, recorded and submitted once the commit is done."""
+
+    env: Envelope
+    conn: Any
+    admission: Any
+    t: float
 
 
 def load_app(spec: str) -> Callable[..., Any]:
@@ -696,6 +827,7 @@ def run(
     """
     fn = load_app(handler) if isinstance(handler, str) else handler
     resp = load_app(responder) if isinstance(responder, str) else responder
+    config.freeze_gc = True  # this process exists to run the bot (see BotConfig.freeze_gc)
     writer = None
     if record:
         from slackops.store import RecordWriter

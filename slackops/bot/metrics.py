@@ -68,6 +68,9 @@ class BotMetrics:
             ["instance", "store"],
             registry=r,
         )
+        # Labelled children looked up once: observe() runs for every record on the receive path.
+        self._by_type: dict[str, Any] = {}
+        self._acks_ok = self.acks.labels(ok="true")
 
     def identify(self, instance: str | None, store: str) -> None:
         """Label this process: several replicas scraped into one Prometheus stay distinguishable."""
@@ -77,11 +80,17 @@ class BotMetrics:
         """Update counters from one record (the bot tees every record here)."""
         kind = rec.get("kind")
         if kind == "envelope":
-            self.envelopes.labels(type=rec.get("type", "unknown")).inc()
+            kind_type = rec.get("type", "unknown")
+            counter = self._by_type.get(kind_type)
+            if counter is None:
+                counter = self._by_type[kind_type] = self.envelopes.labels(type=kind_type)
+            counter.inc()
         elif kind == "ack":
-            self.acks.labels(ok=str(rec.get("ok", True)).lower()).inc()
-            if isinstance(rec.get("ack_ms"), (int, float)):
-                self.ack_latency.observe(rec["ack_ms"] / 1000.0)
+            ok = rec.get("ok", True)
+            (self._acks_ok if ok is True else self.acks.labels(ok=str(ok).lower())).inc()
+            ack_ms = rec.get("ack_ms")
+            if isinstance(ack_ms, (int, float)):
+                self.ack_latency.observe(ack_ms / 1000.0)
         elif kind == "dedup" and rec.get("duplicate"):
             self.dedup_hits.inc()
         elif kind == "reconnect":

@@ -130,6 +130,20 @@ class SocketConnection:
                     await task
 
     @property
+    def buffered(self) -> int:
+        """Frames already read off the network and not yet handed to the session (0 when unknown).
+
+        The receive loop takes these without yielding to the event loop, so a consumer can batch work across
+        them (the reference bot commits them in one transaction) and finish the batch when this reaches 0.
+        """
+        assembler = getattr(self._ws, "recv_messages", None)
+        frames = getattr(assembler, "frames", None)
+        try:
+            return len(frames) if frames is not None else 0
+        except TypeError:  # another websockets version's internals: report nothing, so nobody waits
+            return 0
+
+    @property
     def can_send(self) -> bool:
         return self._ws is not None and self.session.state is not State.CLOSED and not self.closed.is_set()
 

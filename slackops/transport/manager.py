@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -189,12 +189,8 @@ class ConnectionManager:
     ) -> bool:
         """Ack on ``via`` if it can still send, else on any other open socket (Slack accepts acks on any of the
         app's sockets, and slack-sdk relies on that after every reconnect)."""
-        candidates = [via] if via is not None and via.can_send else []
-        candidates += [
-            s for s in sorted(self._sockets, key=lambda s: -s.generation) if s is not via and s.can_send
-        ]
         reason = "no open socket"
-        for conn in candidates:
+        for conn in self._ack_candidates(via):
             result = await conn.ack(envelope_id, payload)
             if isinstance(result, AckSent):
                 self.stats.acks += 1
@@ -219,6 +215,14 @@ class ConnectionManager:
             error=reason,
         )
         return False
+
+    def _ack_candidates(self, via: SocketConnection | None) -> Iterator[SocketConnection]:
+        """``via`` if it can send, then the other open sockets, newest first (sorted only if ``via`` failed)."""
+        if via is not None and via.can_send:
+            yield via
+        for s in sorted(self._sockets, key=lambda s: -s.generation):
+            if s is not via and s.can_send:
+                yield s
 
     async def run(self) -> None:
         """Wait until :meth:`stop_receiving` (or a fatal error). Raises the fatal :class:`AuthError` if any."""
