@@ -88,6 +88,12 @@ CODES: dict[str, Code] = {
         # competing-consumers
         _c("competing-consumer", "competing-consumers", W, "Another consumer shares this app token"),
         _c("delivery-share-drop", "competing-consumers", W, "An instance's share of deliveries dropped"),
+        _c(
+            "instance-died-with-work",
+            "competing-consumers",
+            W,
+            "An instance exited holding acked, unfinished work (reclaimed by others)",
+        ),
         # retry-duplication
         _c("duplicate-processing", "retry-duplication", C, "The same event_id was processed more than once"),
         _c("duplicate-llm-calls", "retry-duplication", C, "The same event_id triggered several LLM calls"),

@@ -54,7 +54,8 @@ class _Overview:
         self.timeline: deque[tuple[float, str, str]] = deque(maxlen=_TIMELINE_MAX)
         self.envelope_types: Counter[str] = Counter()
         self.retries = 0
-        self.instances: dict[str, None] = {}
+        #: instance -> envelopes it received: each replica's share of Slack's deliveries
+        self.instances: Counter[str] = Counter()
 
     def on_event(self, rec: Row) -> None:
         conn = rec.conn  # type: ignore[attr-defined]
@@ -68,8 +69,8 @@ class _Overview:
         if rec.retry_attempt:  # type: ignore[attr-defined]
             self.retries += 1
         inst = rec.instance  # type: ignore[attr-defined]
-        if inst is not None and len(self.instances) < 100:
-            self.instances[inst] = None
+        if inst is not None and (inst in self.instances or len(self.instances) < 100):
+            self.instances[inst] += 1
 
     def handlers(self) -> dict[str, Callable[[Row], None]]:
         h: dict[str, Callable[[Row], None]] = {k: self.on_event for k in self.kinds}

@@ -102,6 +102,11 @@ def _overview(console: Console, report: Report) -> None:
         "envelopes",
         Text(f"{env['total']:,}" + (f" ({types})" if types else "") + f"; retries {env['retries']:,}"),
     )
+    by_instance = o.get("envelopes_by_instance") or {}
+    if len(by_instance) > 1:
+        total = sum(by_instance.values()) or 1
+        shares = ", ".join(f"{clean(k)} {n:,} ({n / total:.0%})" for k, n in list(by_instance.items())[:10])
+        grid.add_row("instances", Text(f"{len(by_instance)}: {shares}"))
     if env.get("events") is not None:
         grid.add_row(
             "events",

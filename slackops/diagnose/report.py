@@ -62,6 +62,7 @@ class Report:
             "connections": len(overview.conns),
             "connection_ids": list(overview.conns)[:20],
             "instances": list(overview.instances),
+            "envelopes_by_instance": dict(overview.instances.most_common()),
             "envelopes": {
                 "total": envelopes,
                 "by_type": dict(overview.envelope_types.most_common()),

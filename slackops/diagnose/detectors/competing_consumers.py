@@ -17,7 +17,7 @@ from slackops.findings import Finding
 
 class CompetingConsumers(Detector):
     slug = "competing-consumers"
-    kinds = {"hello": "on_hello", "envelope": "on_envelope"}
+    kinds = {"hello": "on_hello", "envelope": "on_envelope", "process": "on_process"}
 
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)
@@ -29,6 +29,10 @@ class CompetingConsumers(Detector):
         self.prev_share: dict[str, float] = {}
         self.drops = Span()
         self.drop_examples: list[dict[str, Any]] = []
+        #: dead instance -> work it had acked and started that another instance reclaimed
+        self.orphaned_by: Counter[str] = Counter()
+        self.orphans = Span()
+        self.orphan_events = Examples()
 
     def on_hello(self, rec: Any) -> None:
         num = rec.num_connections
@@ -54,6 +58,15 @@ class CompetingConsumers(Detector):
             self._close_bucket()
             self.bucket_start = t
         self.bucket[inst] += 1
+
+    def on_process(self, rec: Any) -> None:
+        # A shared work queue (several replicas on Redis) records who held reclaimed work: the instance that
+        # acked an event, started it and died. Slack had no reason to retry it; only the reclaim saved it.
+        owner = rec.owner
+        if owner is not None and rec.error == "orphan" and owner != rec.instance:
+            self.orphaned_by[owner] += 1
+            self.orphans.add(rec.t)
+            self.orphan_events.add(rec.event_id)
 
     def _close_bucket(self) -> None:
         total = sum(self.bucket.values())
@@ -94,6 +107,20 @@ class CompetingConsumers(Detector):
                     f"{self.drops.count} time(s) an instance's share of deliveries fell below "
                     f"{self.th['share_drop_ratio']:.0%} of its previous share",
                     evidence={**self.drops.evidence(), "examples": self.drop_examples},
+                )
+            )
+        if self.orphaned_by:
+            worst, n = self.orphaned_by.most_common(1)[0]
+            out.append(
+                Finding(
+                    "instance-died-with-work",
+                    f"{len(self.orphaned_by)} instance(s) exited holding acked, unfinished work ({worst}: {n} "
+                    f"event(s)); other instances reclaimed it, late by the visibility timeout",
+                    evidence={
+                        **self.orphans.evidence(),
+                        "by_instance": dict(self.orphaned_by.most_common(10)),
+                        "examples": self.orphan_events.items,
+                    },
                 )
             )
         return out
