@@ -14,26 +14,27 @@ from tests.util import wait_for
 
 
 async def settled(pilot) -> None:
-    """Let tables scroll their cursor into view (done after a refresh) before the screenshot is taken.
+    """Let the tables and the frame log finish scrolling before the screenshot is taken.
 
-    DataTable scrolls to its cursor after the next refresh; on a loaded machine that can take more than a fixed
-    number of pauses, so wait until the timeline's cursor row is actually in view, then give every table the
-    same extra pauses.
+    DataTable scrolls to its cursor after the next refresh, and the frame log's scroll to its end depends on its
+    laid-out height: on a loaded machine either can land a few frames late. Wait until both are where the view
+    puts them (timeline cursor in view, log at its end), then give everything a few more pauses.
     """
     app = pilot.app
     table = app.timeline_table
+    log = app.frame_log.log_widget
 
-    def cursor_visible() -> bool:
-        if table.row_count == 0:
-            return True
-        row_top = table.cursor_row  # one line per row in this table
-        return table.scroll_y <= row_top < table.scroll_y + table.scrollable_content_region.height
+    def in_place() -> bool:
+        # The timeline's cursor is on its last row, so the table belongs scrolled to its end, like the log.
+        return table.scroll_y == table.max_scroll_y and log.scroll_y == log.max_scroll_y
 
-    for _ in range(50):
+    for _ in range(100):
         await pilot.pause()
         await pilot.wait_for_scheduled_animations()
-        if cursor_visible():
+        if in_place():
             break
+        table.scroll_end(animate=False, immediate=True)
+        log.scroll_end(animate=False, immediate=True)
     for _ in range(3):
         await pilot.pause()
         await pilot.wait_for_scheduled_animations()
