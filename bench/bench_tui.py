@@ -137,7 +137,7 @@ async def measure(
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -154,8 +154,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(header)
     runs = [(rate, threaded) for rate in args.rates for threaded in (False, True)]
+    all_kept_up = True
     for rate, threaded in runs:
         r = asyncio.run(measure(rate, args.seconds, records, threaded))
+        all_kept_up = all_kept_up and r["kept_up"]
         print(
             f"{r['mode']:>6} {r['target']:>9,.0f} {r['achieved']:>10,.0f} {'yes' if r['kept_up'] else 'NO':>7} "
             f"{r['drain_s']:>7.2f} {r['max_pending']:>7,} {r['ticks_per_s']:>7.1f} "
@@ -166,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         "lag = extra delay of a 5 ms sleep on the watcher's loop; loop = shared with Textual, or own thread"
     )
+    return 0 if all_kept_up else 1
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
