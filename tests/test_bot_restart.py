@@ -8,9 +8,11 @@ signalled. A second process on the same queue file must answer every event the f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -62,6 +64,15 @@ def stop(proc: subprocess.Popen[str], sig: int) -> None:
     proc.wait(timeout=30)
 
 
+def claimed_rows(db: Path) -> int:
+    """Work rows the running bot has durably claimed (read through WAL from another connection)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as conn:
+            return conn.execute("SELECT count(*) FROM work WHERE state = 'claimed'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "kill-9"])
 @pytest.mark.timeout(60)
 def test_restart_mid_traffic_loses_nothing(tmp_path, sig, monkeypatch):
@@ -78,6 +89,9 @@ def test_restart_mid_traffic_loses_nothing(tmp_path, sig, monkeypatch):
             before = summary(first)
             assert before["requeued"] > 0  # work that missed the drain deadline went back to the queue
         else:
+            # Claims of started handlers reach disk with the next commit (at most DEFERRED_FLUSH_S later): kill
+            # only once some are durable, so the restart has orphans to re-dispatch (what this case is about).
+            wait_until(lambda: claimed_rows(tmp_path / "queue.db") > 0, timeout=5, what="durable claims")
             stop(first, sig)
             assert first.returncode == -signal.SIGKILL
 

@@ -657,6 +657,10 @@ class Simulator(WebApi):
                     rtt = round((self._now() - sock.last_ping_sent) * 1000.0, 3)
                 self._rec("pong", conn=sock.id, direction="received", rtt_ms=rtt, payload_kind="server")
             elif msg.type == WSMsgType.CLOSE:
+                # The client said goodbye: stop routing deliveries here now, not after the closing handshake
+                # (a delivery sent while our reply is in flight could never be acked: the client has already
+                # sent its close frame and may send no more data frames).
+                self.registry.closed(sock.id, self._now(), clean=True)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(ws.close(code=1000), 1.0)
                 return msg.data, True
