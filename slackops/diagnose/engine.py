@@ -14,6 +14,7 @@ windows in both processes, whatever the file size.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import operator
@@ -23,12 +24,13 @@ from typing import Any
 
 from slackops.diagnose import split
 from slackops.diagnose.detectors import ALL, Context, Detector
+from slackops.diagnose.detectors.base import slice_seconds
 from slackops.diagnose.readers import slackops_jsonl
 from slackops.diagnose.readers.base import Input, ParseStats, Progress
 from slackops.diagnose.readers.detect import FORMATS, canonical, detect, reader
 from slackops.diagnose.readers.slackops_jsonl import Mixed
 from slackops.diagnose.report import Report
-from slackops.diagnose.rows import TYPES, Row, as_dict, convert, convert_many
+from slackops.diagnose.rows import BULK, TYPES, Row, as_dict, convert, convert_many
 from slackops.diagnose.thresholds import Settings, load
 from slackops.errors import InputError
 from slackops.records import Record
@@ -57,23 +59,27 @@ class _Overview:
         #: instance -> envelopes it received: each replica's share of Slack's deliveries
         self.instances: Counter[str] = Counter()
 
-    def on_event(self, rec: Row) -> None:
-        conn = rec.conn  # type: ignore[attr-defined]
-        if conn is not None and len(self.conns) < 10_000:
-            self.conns[conn] = None
-        what = rec.reason or rec.initiator or rec.cause or ""  # type: ignore[attr-defined]
-        self.timeline.append((rec.t, rec.kind, str(what)))
+    def on_events(self, rows: Iterable[Row]) -> None:
+        conns, timeline = self.conns, self.timeline
+        for rec in rows:
+            conn = rec.conn  # type: ignore[attr-defined]
+            if conn is not None and len(conns) < 10_000:
+                conns[conn] = None
+            what = rec.reason or rec.initiator or rec.cause or ""  # type: ignore[attr-defined]
+            timeline.append((rec.t, rec.kind, str(what)))
 
-    def on_envelope(self, rec: Row) -> None:
-        self.envelope_types[rec.type or "unknown"] += 1  # type: ignore[attr-defined]
-        if rec.retry_attempt:  # type: ignore[attr-defined]
-            self.retries += 1
-        inst = rec.instance  # type: ignore[attr-defined]
-        if inst is not None and (inst in self.instances or len(self.instances) < 100):
-            self.instances[inst] += 1
+    def on_envelope(self, rows: Iterable[Row]) -> None:
+        types, instances = self.envelope_types, self.instances
+        for rec in rows:
+            types[rec.type or "unknown"] += 1  # type: ignore[attr-defined]
+            if rec.retry_attempt:  # type: ignore[attr-defined]
+                self.retries += 1
+            inst = rec.instance  # type: ignore[attr-defined]
+            if inst is not None and (inst in instances or len(instances) < 100):
+                instances[inst] += 1
 
-    def handlers(self) -> dict[str, Callable[[Row], None]]:
-        h: dict[str, Callable[[Row], None]] = {k: self.on_event for k in self.kinds}
+    def row_handlers(self) -> dict[str, Callable[[Iterable[Row]], None]]:
+        h: dict[str, Callable[[Iterable[Row]], None]] = {k: self.on_events for k in self.kinds}
         h["envelope"] = self.on_envelope
         return h
 
@@ -233,15 +239,13 @@ def _analyse(
     forked = None
     if split_path is not None:
         elsewhere = [d for d in detectors if d.slug in _ELSEWHERE]
-        forked = split.fork(lambda: _run(elsewhere, split_path, since, until))
+        forked = split.fork(lambda: _run(elsewhere, settings, split_path, since, until))
         if forked is not None:
             here = [d for d in detectors if d.slug not in _ELSEWHERE]
-    routes = _routes(here)
-    for kind, handler in overview.handlers().items():
-        routes[TYPES[kind]].append(handler)
+    plan = _Plan([*here, overview], settings)
     ctx = Context(formats=formats)
     try:
-        _feed(batches, routes, ctx, sink, since, until)
+        _feed(batches, plan, ctx, sink, since, until)
     except BaseException:
         if forked is not None:
             forked.cancel()
@@ -253,7 +257,7 @@ def _analyse(
             forked.cancel()
             raise
         if done is None:  # the worker failed (killed, out of memory): do its part here
-            done = _run(elsewhere, split_path or "", since, until)
+            done = _run(elsewhere, settings, split_path or "", since, until)
         theirs, rejects = done
         by_slug = {d.slug: d for d in theirs}
         detectors = [by_slug.get(d.slug, d) for d in detectors]
@@ -277,37 +281,43 @@ def _analyse(
     return Report.build(findings, ctx, all_stats, caveats, settings, overview, extra)
 
 
-def _routes(detectors: list[Detector]) -> dict[type[Row], list[Callable[[Row], None]]]:
-    routes: dict[type[Row], list[Callable[[Row], None]]] = {cls: [] for cls in TYPES.values()}
-    for part in detectors:
-        for kind, handler in part.row_handlers().items():
-            routes[TYPES[kind]].append(handler)
-    return routes
+class _Plan:
+    """Who gets what: per bulk group (in :data:`~slackops.diagnose.rows.BULK` order) and per sequenced row type,
+    the handlers to call, each taking an iterable of rows."""
 
-
-def _run(
-    detectors: list[Detector], path: str, since: float | None, until: float | None
-) -> tuple[list[Detector], ParseStats]:
-    """Feed ``detectors`` every row of the slackops JSONL file ``path`` (in the forked worker).
-
-    Returns them and the records they rejected; the lines that could not be read at all are the main
-    process's to count (it reads the same file).
-    """
-    source = Input(path)
-    try:
-        rejects = ParseStats(path)
-        read = ParseStats(path)
-        _feed(
-            slackops_jsonl.read_rows(source, read), _routes(detectors), Context(), read, since, until, rejects
+    def __init__(self, parts: list[Any], settings: Settings) -> None:
+        #: rank -> [(handler, the row types it wants, or None for every type of the group)]
+        self.groups: list[list[tuple[Callable[[Iterable[Row]], None], frozenset[type] | None]]] = [
+            [] for _ in BULK
+        ]
+        #: sequenced row type -> handlers
+        self.sequenced: dict[type[Row], list[Callable[[Iterable[Row]], None]]] = {}
+        for part in parts:
+            by_group: dict[int, dict[Any, set[type]]] = {}
+            for kind, handler in part.row_handlers().items():
+                cls = TYPES[kind]
+                if cls.rank < 0:
+                    self.sequenced.setdefault(cls, []).append(handler)
+                else:
+                    by_group.setdefault(cls.rank, {}).setdefault(handler, set()).add(cls)
+            for rank, handlers in by_group.items():
+                if len(handlers) > 1:
+                    raise TypeError(
+                        f"{type(part).__name__}: kinds {'/'.join(BULK[rank])} arrive as one sequence; "
+                        "map them to one method"
+                    )
+                ((handler, wanted),) = handlers.items()
+                whole = {TYPES[k] for k in BULK[rank]}
+                self.groups[rank].append((handler, None if wanted == whole else frozenset(wanted)))
+        self.seq_types = frozenset(self.sequenced) | frozenset(
+            cls for cls in TYPES.values() if cls.rank < 0
         )
-    finally:
-        source.close()
-    return detectors, rejects
+        self.slice_s = slice_seconds(settings.thresholds)
 
 
 def _feed(
     batches: Iterable[list[Any]],
-    routes: dict[type[Row], list[Callable[[Row], None]]],
+    plan: _Plan,
     ctx: Context,
     stats: ParseStats,
     since: float | None,
@@ -315,8 +325,10 @@ def _feed(
     rejects: ParseStats | None = None,
     count: bool = True,
 ) -> None:
-    """The hot loop: count, filter by time, hand each row to the detectors that want its kind.
+    """The hot loop: count, filter by time, cut each batch into slices, hand each slice to the detectors.
 
+    A batch is cut before and after every sequenced record (handed over on its own) and wherever it spans more
+    than ``plan.slice_s`` seconds; within a slice, the detectors get the bulk groups one after the other.
     Records that do not fit the model are counted in ``stats``; records a detector chokes on in ``rejects``
     (default: ``stats`` too). ``count=False`` skips the counts and time span (the worker's are not used).
     """
@@ -329,7 +341,8 @@ def _feed(
     first: float | None = None
     last = float("-inf")
     filtered = 0
-    errors = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
+    seq_types = plan.seq_types
+    span = plan.slice_s
     for batch in batches:
         if batch.__class__ is Mixed:
             batch, dropped = _rows(batch, stats, lo, hi)
@@ -340,20 +353,28 @@ def _feed(
             batch = kept
         if not batch:
             continue
+        # Counting and the time span per batch, in C.
+        types = Counter(map(type, batch))
         if count:
-            # Counting and the time span per batch, in C: the loop below is left with the routing alone.
-            tally.update(map(type, batch))
+            tally.update(types)
             if first is None:
                 first = batch[0].t
             top = max(map(_T, batch))
             if top > last:
                 last = top
-        for rec in batch:
-            try:
-                for handle in routes[rec.__class__]:
-                    handle(rec)
-            except errors as exc:
-                rejects.bad(repr(as_dict(rec))[:160], _why(exc))
+        if seq_types.isdisjoint(types):
+            _slices(batch, plan, span, rejects)
+            continue
+        start = 0
+        for i, rec in enumerate(batch):
+            if rec.__class__ in seq_types:
+                if i > start:
+                    _slices(batch[start:i], plan, span, rejects)
+                start = i + 1
+                for handle in plan.sequenced.get(rec.__class__, ()):
+                    _call(handle, [rec], rejects)
+        if start < len(batch):
+            _slices(batch[start:], plan, span, rejects)
     counts = dict(tally)
     ctx.kinds.update({cls.kind: n for cls, n in counts.items() if n})
     if not stats.records:
@@ -364,6 +385,83 @@ def _feed(
 
 
 _T = operator.attrgetter("t")
+_RANK = operator.attrgetter("rank")
+_ERRORS = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
+
+
+def _slices(rows: list[Row], plan: _Plan, span: float, rejects: ParseStats) -> None:
+    """Hand bulk ``rows`` over in slices of at most ``span`` seconds (records are in about time order)."""
+    n = len(rows)
+    if rows[-1].t - rows[0].t <= span:
+        _slice(rows, plan, rejects)
+        return
+    i = 0
+    while i < n:
+        j = max(i + 1, bisect.bisect_right(rows, rows[i].t + span, i, n, key=_T))
+        _slice(rows[i:j], plan, rejects)
+        i = j
+
+
+def _slice(rows: list[Row], plan: _Plan, rejects: ParseStats) -> None:
+    """Every bulk group of ``rows`` to the handlers that want it, group after group."""
+    rows.sort(key=_RANK)  # stable: time order is kept within a group
+    lo, n = 0, len(rows)
+    for rank, handlers in enumerate(plan.groups):
+        if lo >= n:
+            return
+        if rows[lo].rank != rank:
+            continue
+        hi = bisect.bisect_right(rows, rank, lo, n, key=_RANK)
+        part = rows[lo:hi]
+        lo = hi
+        for handle, wanted in handlers:
+            _call(handle, part if wanted is None else [r for r in part if r.__class__ in wanted], rejects)
+
+
+def _call(handle: Callable[[Iterable[Row]], None], rows: list[Row], rejects: ParseStats) -> None:
+    """``handle(rows)``; a record it chokes on is counted and the handler resumes after it."""
+    if not rows:
+        return
+    it = iter(rows)
+    n = len(rows)
+    left = n
+    while True:
+        try:
+            handle(it)
+            return
+        except _ERRORS as exc:
+            now = it.__length_hint__()  # type: ignore[attr-defined]
+            if now == left:  # failed without taking a record: nothing to skip past
+                rejects.bad(repr(as_dict(rows[min(n - left, n - 1)]))[:160], _why(exc))
+                return
+            left = now
+            rejects.bad(repr(as_dict(rows[n - now - 1]))[:160], _why(exc))
+
+
+def _run(
+    detectors: list[Detector], settings: Settings, path: str, since: float | None, until: float | None
+) -> tuple[list[Detector], ParseStats]:
+    """Feed ``detectors`` every row of the slackops JSONL file ``path`` (in the forked worker).
+
+    Returns them and the records they rejected; the lines that could not be read at all are the main
+    process's to count (it reads the same file).
+    """
+    source = Input(path)
+    try:
+        rejects = ParseStats(path)
+        read = ParseStats(path)
+        _feed(
+            slackops_jsonl.read_rows(source, read),
+            _Plan(detectors, settings),
+            Context(),
+            read,
+            since,
+            until,
+            rejects,
+        )
+    finally:
+        source.close()
+    return detectors, rejects
 
 
 def _rows(batch: list[Any], stats: ParseStats, lo: float, hi: float) -> tuple[list[Row], int]:

@@ -64,18 +64,39 @@ DEFAULTS: dict[tuple[str, str], Any] = {
 }
 
 
+#: Kinds the engine hands to the detectors in bulk: within a slice of the data, every record of one group goes
+#: to a detector (as one sequence, in time order) before any record of the next group, in pipeline order — a
+#: delivery before its ack, the ack before the handler run, the run before its LLM call and post. Every other
+#: kind (connects, closes, signals, errors ...) is rare and *sequenced*: it cuts the slice, so records before it
+#: are handed over before it and records after it after it. See :mod:`slackops.diagnose.engine`.
+BULK: tuple[tuple[str, ...], ...] = (
+    ("envelope",),
+    ("ack",),
+    ("queue", "dedup"),
+    ("process",),
+    ("llm",),
+    ("post",),
+    ("ping", "pong"),
+)
+#: kind -> its group's position in :data:`BULK`; -1 for sequenced kinds
+RANK: dict[str, int] = {kind: i for i, group in enumerate(BULK) for kind in group}
+
+
 class Row(msgspec.Struct, tag_field="kind", gc=False):
-    """Base of every row type: the time, and the kind as a class attribute."""
+    """Base of every row type: the time, and the kind and its :data:`RANK` as class attributes."""
 
     t: float
     kind: ClassVar[str]
+    rank: ClassVar[int]
 
 
 def _row_type(kind: str) -> type[Row]:
     fields = [(f, Any, DEFAULTS.get((kind, f))) for f in FIELDS.get(kind, ())]
     name = "".join(p.title() for p in kind.split("_")) + "Row"
     # gc=False: a row holds JSON values only, which cannot form reference cycles.
-    return msgspec.defstruct(name, fields, bases=(Row,), tag=kind, namespace={"kind": kind}, gc=False)
+    return msgspec.defstruct(
+        name, fields, bases=(Row,), tag=kind, namespace={"kind": kind, "rank": RANK.get(kind, -1)}, gc=False
+    )
 
 
 #: kind -> its row type, for every kind of :data:`slackops.records.KINDS`.
@@ -109,4 +130,4 @@ def as_dict(row: Row) -> dict[str, Any]:
     return out
 
 
-__all__ = ["FIELDS", "TYPES", "Row", "as_dict", "convert", "convert_many", "decode_many", "decode_one"]
+__all__ = ["BULK", "FIELDS", "RANK", "TYPES", "Row", "as_dict", "convert", "convert_many", "decode_many", "decode_one"]

@@ -34,8 +34,8 @@ class LiveFindings:
         settings = load(dict(thresholds) if thresholds else None)
         self._detectors = [cls(settings) for cls in ALL]
         self._context = Context(formats={"slackops-live"})
-        # Row handlers, fed one row per record: converting the dict once, not once per detector, is what keeps
-        # the view at thousands of records per second.
+        # Row handlers (each takes a sequence of rows), fed one row per record: converting the dict once, not
+        # once per detector, is what keeps the view at thousands of records per second.
         self._routes: dict[str, list[Callable[[Any], None]]] = {}
         for detector in self._detectors:
             for kind, handler in detector.row_handlers().items():
@@ -64,9 +64,10 @@ class LiveFindings:
         except ValueError:
             self.rejected += 1
             return
+        rows = (row,)
         for handle in routes:
             try:
-                handle(row)
+                handle(rows)
             except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
                 # diagnose's engine counts such records and moves on; so does the view.
                 self.rejected += 1

@@ -7,6 +7,7 @@ from the envelope's arrival to the ack being written — queue wait included, si
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Pending, Span
@@ -37,49 +38,70 @@ class AckTimeout(Detector):
         self.never_examples = Examples()
         self.acks = 0
 
-    def on_envelope(self, rec: Any) -> None:
-        self.envelopes += 1
-        t = rec.t
-        if rec.retry_attempt and rec.retry_reason in _TIMEOUT_REASONS:
-            self.retries.add(t)
-            self.retry_examples.add(rec.event_id or rec.envelope_id)
-        eid = rec.envelope_id
-        if eid is not None:
-            # Pending.add inlined (hot: every envelope).
-            p = self.pending
-            p.items[eid] = t
-            order = p.order
-            order.append((t, eid))
-            if order[0][0] < t - p.seconds:
-                for old_t, old in p.expire(t - p.seconds):
-                    # Only a source that records acks at all can show an envelope was never acked.
-                    if self.acks:
-                        self.never.add(old_t)
-                        self.never_examples.add(old)
+    def on_envelope(self, rows: Iterable[Any]) -> None:
+        p = self.pending
+        items, order, seconds = p.items, p.order, p.seconds
+        n = 0
+        try:
+            for rec in rows:
+                n += 1
+                t = rec.t
+                if rec.retry_attempt and rec.retry_reason in _TIMEOUT_REASONS:
+                    self.retries.add(t)
+                    self.retry_examples.add(rec.event_id or rec.envelope_id)
+                eid = rec.envelope_id
+                if eid is not None:
+                    # Pending.add inlined (hot: every envelope).
+                    items[eid] = t
+                    order.append((t, eid))
+                    if order[0][0] < t - seconds:
+                        self._expire(t)
+        finally:  # counts kept even when a record fails (the engine resumes after it)
+            self.envelopes += n
 
-    def on_ack(self, rec: Any) -> None:
-        self.acks += 1
-        eid = rec.envelope_id
-        sent = self.pending.items.pop(eid, None) if eid is not None else None
-        if rec.ok is False:
-            self.failed.add(rec.t)
-            self.failed_examples.add(eid)
-            return
-        ms = rec.ack_ms
-        if ms is None:
-            if sent is None:
-                return
-            ms = (rec.t - sent) * 1000.0
-        else:
-            ms = float(ms)
-        self.hist.add(ms)
-        if ms > self.deadline:
-            self.late.add(rec.t)
-            self.late_examples.add(eid)
+    def _expire(self, t: float) -> None:
+        p = self.pending
+        for old_t, old in p.expire(min(t, max(p.ack_t, t - p.lag)) - p.seconds):
+            # Only a source that records acks at all can show an envelope was never acked.
+            if self.acks:
+                self.never.add(old_t)
+                self.never_examples.add(old)
 
-    def on_error(self, rec: Any) -> None:
-        if rec.where == "ack_timeout":
-            self.late_reported.add(rec.t)
+    def on_ack(self, rows: Iterable[Any]) -> None:
+        pop = self.pending.items.pop
+        add = self.hist.add
+        deadline = self.deadline
+        n = 0
+        t = float("-inf")
+        try:
+            for rec in rows:
+                n += 1
+                t = rec.t
+                eid = rec.envelope_id
+                sent = pop(eid, None) if eid is not None else None
+                if rec.ok is False:
+                    self.failed.add(t)
+                    self.failed_examples.add(eid)
+                    continue
+                ms = rec.ack_ms
+                if ms is None:
+                    if sent is None:
+                        continue
+                    ms = (t - sent) * 1000.0
+                else:
+                    ms = float(ms)
+                add(ms)
+                if ms > deadline:
+                    self.late.add(t)
+                    self.late_examples.add(eid)
+        finally:
+            self.acks += n
+            self.pending.acked(t)
+
+    def on_error(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            if rec.where == "ack_timeout":
+                self.late_reported.add(rec.t)
 
     def finish(self, ctx: Context) -> list[Finding]:
         out: list[Finding] = []

@@ -8,6 +8,7 @@ looks like a disconnect storm.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Span
@@ -26,18 +27,20 @@ class AuthFailure(Detector):
         self.link = Span()
         self.methods: Counter[str] = Counter()
 
-    def on_api_call(self, rec: Any) -> None:
-        err = rec.error
-        if err == "link_disabled":
-            self.link.add(rec.t)
-        elif err in FATAL_OPEN_ERRORS:
-            self.auth.add(rec.t)
-            self.errors[err] += 1
-            self.methods[rec.method or "unknown"] += 1
+    def on_api_call(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            err = rec.error
+            if err == "link_disabled":
+                self.link.add(rec.t)
+            elif err in FATAL_OPEN_ERRORS:
+                self.auth.add(rec.t)
+                self.errors[err] += 1
+                self.methods[rec.method or "unknown"] += 1
 
-    def on_disconnect(self, rec: Any) -> None:
-        if rec.reason == "link_disabled":
-            self.link.add(rec.t)
+    def on_disconnect(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            if rec.reason == "link_disabled":
+                self.link.add(rec.t)
 
     def finish(self, ctx: Context) -> list[Finding]:
         out: list[Finding] = []

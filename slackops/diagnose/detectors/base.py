@@ -1,18 +1,26 @@
 """What every detector shares: the feeding protocol, the end-of-data context, small bounded helpers.
 
-A detector is fed records of the kinds it declares in :attr:`Detector.kinds` (``kind -> method name``), one at
-a time in time order, and reports findings once at the end (:meth:`Detector.finish`). It keeps only bounded
-state (windows, counters, capped example lists), never the records themselves, and does no I/O.
+A detector declares in :attr:`Detector.kinds` which record kinds it wants (``kind -> method name``) and reports
+findings once at the end (:meth:`Detector.finish`). It keeps only bounded state (windows, counters, capped
+example lists), never the records themselves, and does no I/O.
 
-Handlers take :class:`~slackops.diagnose.rows.Row` objects (``rec.event_id`` reads like
-``rec.get("event_id")``): the engine decodes JSONL straight into rows. :meth:`Detector.handlers` wraps them to
-take record dicts too, for callers that feed records one at a time.
+A handler takes an *iterable* of :class:`~slackops.diagnose.rows.Row` objects of its kind, in time order, and
+walks it once with ``for rec in rows`` (``rec.event_id`` reads like ``rec.get("event_id")``). The engine hands
+over many rows per call — a loop in the handler instead of a call per record is most of diagnose's speed — and
+one record at a time is the same call with a one-row tuple (:meth:`Detector.handlers`, the live view).
+Kinds of one bulk group (:data:`~slackops.diagnose.rows.BULK`, e.g. ping and pong) must share one method:
+they arrive in one sequence, in time order.
+
+Between groups, the engine hands over a slice of the data group by group in pipeline order (deliveries, then
+acks, then handler runs ...), so a handler must not depend on records of *another* bulk group being
+interleaved with its own at a finer grain than a slice (at most :func:`slice_seconds`); sequenced kinds
+(connects, closes, signals) are never reordered.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -48,13 +56,13 @@ class Detector:
         self.settings = settings
         self.th = settings.thresholds
 
-    def row_handlers(self) -> dict[str, Any]:
-        """Bound handler methods by kind, taking rows: the engine's routing table."""
+    def row_handlers(self) -> dict[str, Callable[[Iterable[Row]], None]]:
+        """Bound handler methods by kind, each taking an iterable of rows: the engine's routing table."""
         return {kind: getattr(self, name) for kind, name in self.kinds.items()}
 
-    def handlers(self) -> dict[str, Any]:
-        """Handlers by kind that take record dicts (or rows); a record that does not fit raises ``ValueError``."""
-        return {kind: _taking_dicts(h) for kind, h in self.row_handlers().items()}
+    def handlers(self) -> dict[str, Callable[[Any], None]]:
+        """Handlers by kind taking ONE record, a dict or a row; a record that does not fit raises ``ValueError``."""
+        return {kind: _one_at_a_time(h) for kind, h in self.row_handlers().items()}
 
     def finish(self, ctx: Context) -> list[Finding]:
         raise NotImplementedError
@@ -68,11 +76,20 @@ class Detector:
         return {}
 
 
-def _taking_dicts(handle: Any) -> Any:
+def _one_at_a_time(handle: Callable[[Iterable[Row]], None]) -> Callable[[Any], None]:
     def take(rec: Any) -> None:
-        handle(rec if isinstance(rec, Row) else convert(rec))
+        handle((rec if isinstance(rec, Row) else convert(rec),))
 
     return take
+
+
+def slice_seconds(th: dict[str, float]) -> float:
+    """The longest stretch of data the engine hands over group by group (see the module docs).
+
+    Half the shortest window a detector joins two groups over (deliveries to handler runs, acks to runs), so a
+    record is always still in the window when the other group's records are looked up against it.
+    """
+    return max(1.0, min(60.0, th["dedup_window_s"] / 2))
 
 
 class Examples:
@@ -149,23 +166,38 @@ class Window:
 
 
 class Pending:
-    """Envelopes waiting for their ack, oldest first; entries older than ``seconds`` expire (never acked)."""
+    """Envelopes waiting for their ack, oldest first; entries still waiting ``seconds`` later expire (never acked).
 
-    __slots__ = ("items", "order", "seconds")
+    An entry expires only once the acks that could still answer it have been seen: the engine hands over a
+    slice's deliveries before its acks, so "``seconds`` before the envelope being added" would be too early. The
+    horizon is ``seconds`` before the later of the last ack seen (:meth:`acked`) and ``lag`` seconds before now;
+    the lag keeps memory bounded when acks stop altogether.
+    """
 
-    def __init__(self, seconds: float) -> None:
+    __slots__ = ("ack_t", "items", "lag", "order", "seconds")
+
+    def __init__(self, seconds: float, lag: float = 600.0) -> None:
         self.seconds = seconds
+        self.lag = lag
         self.items: dict[str, float] = {}
         self.order: deque[tuple[float, str]] = deque()
+        #: time of the last ack seen
+        self.ack_t = float("-inf")
 
     def add(self, t: float, key: str) -> Sequence[tuple[float, str]]:
         """Remember ``key`` delivered at ``t``; return the entries that expired meanwhile."""
         self.items[key] = t
         order = self.order
         order.append((t, key))
-        if order[0][0] < t - self.seconds:
-            return self.expire(t - self.seconds)
+        horizon = min(t, max(self.ack_t, t - self.lag)) - self.seconds
+        if order[0][0] < horizon:
+            return self.expire(horizon)
         return ()
+
+    def acked(self, t: float) -> None:
+        """An ack (of any envelope) was seen at ``t``."""
+        if t > self.ack_t:
+            self.ack_t = t
 
     def pop(self, key: str) -> float | None:
         """The delivery time of ``key`` if it was still waiting."""

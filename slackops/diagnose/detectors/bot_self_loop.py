@@ -7,6 +7,7 @@ itself forever, one LLM call per turn. The backstop signature is posts per chann
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
@@ -31,44 +32,62 @@ class BotSelfLoop(Detector):
         self.over_channels = Examples()
         self.post_window = self.th["post_window_s"]
 
-    def on_envelope(self, rec: Any) -> None:
-        if rec.bot_id or rec.subtype == "bot_message" or (self.bot_user and rec.user == self.bot_user):
+    def on_envelope(self, rows: Iterable[Any]) -> None:
+        w = self.bot_events
+        bot_user = self.bot_user
+        for rec in rows:
+            if rec.bot_id or rec.subtype == "bot_message" or (bot_user and rec.user == bot_user):
+                eid = rec.event_id
+                if eid is not None:
+                    w.tick(rec.t)
+                    w.put(eid, True)
+
+    def on_process(self, rows: Iterable[Any]) -> None:
+        w = self.bot_events
+        # Most recordings have no bot-authored events at all: then only the runs are counted.
+        look = bool(w.current or w.previous)
+        current, previous = w.current.get, w.previous.get
+        n = 0
+        try:
+            for rec in rows:
+                if rec.phase != "start":
+                    continue
+                n += 1
+                if look:
+                    eid = rec.event_id
+                    if eid is not None and (current(eid) or previous(eid)):
+                        self.handled.add(rec.t)
+                        self.handled_examples.add(eid)
+        finally:
+            self.runs += n
+
+    def on_llm(self, rows: Iterable[Any]) -> None:
+        w = self.bot_events
+        if not (w.current or w.previous):
+            return
+        current, previous = w.current.get, w.previous.get
+        for rec in rows:
             eid = rec.event_id
-            if eid is not None:
-                self.bot_events.tick(rec.t)
-                self.bot_events.put(eid, True)
+            if eid is not None and (current(eid) or previous(eid)):
+                self.llm_on_bot += 1
 
-    def on_process(self, rec: Any) -> None:
-        if rec.phase != "start":
-            return
-        self.runs += 1
-        eid = rec.event_id
-        w = self.bot_events
-        # Window.get inlined (hot: every handler start); most recordings have no bot-authored events at all.
-        if eid is not None and (w.current or w.previous) and (w.current.get(eid) or w.previous.get(eid)):
-            self.handled.add(rec.t)
-            self.handled_examples.add(eid)
-
-    def on_llm(self, rec: Any) -> None:
-        eid = rec.event_id
-        w = self.bot_events
-        if eid is not None and (w.current or w.previous) and (w.current.get(eid) or w.previous.get(eid)):
-            self.llm_on_bot += 1
-
-    def on_post(self, rec: Any) -> None:
-        ch = rec.channel
-        if ch is None:
-            return
-        t = rec.t
-        dq = self.posts.get(ch)
-        if dq is None:
-            if len(self.posts) > 50_000:
-                self.posts.clear()
-            dq = self.posts[ch] = deque(maxlen=self.ceiling + 1)
-        dq.append(t)
-        if len(dq) > self.ceiling and t - dq[0] <= self.post_window:
-            self.over.add(t)
-            self.over_channels.add(ch)
+    def on_post(self, rows: Iterable[Any]) -> None:
+        posts = self.posts
+        ceiling, window = self.ceiling, self.post_window
+        for rec in rows:
+            ch = rec.channel
+            if ch is None:
+                continue
+            t = rec.t
+            dq = posts.get(ch)
+            if dq is None:
+                if len(posts) > 50_000:
+                    posts.clear()
+                dq = posts[ch] = deque(maxlen=ceiling + 1)
+            dq.append(t)
+            if len(dq) > ceiling and t - dq[0] <= window:
+                self.over.add(t)
+                self.over_channels.add(ch)
 
     def finish(self, ctx: Context) -> list[Finding]:
         out: list[Finding] = []

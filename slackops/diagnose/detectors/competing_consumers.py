@@ -9,6 +9,7 @@ losing events to someone.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span
@@ -34,39 +35,42 @@ class CompetingConsumers(Detector):
         self.orphans = Span()
         self.orphan_events = Examples()
 
-    def on_hello(self, rec: Any) -> None:
-        num = rec.num_connections
-        if num is None:
-            return
-        # With own_connections known, extra registrations are reported as ghosts (silent-deafness): a client
-        # that knows its own sockets cannot tell a ghost from a competitor, and ghosts are the likelier one.
-        if rec.own_connections is not None:
-            return
-        if num > self.th["expected_connections"]:
-            self.over.add(rec.t)
-            self.max_num = max(self.max_num, int(num))
-            self.hosts.add(rec.host)
+    def on_hello(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            num = rec.num_connections
+            if num is None:
+                continue
+            # With own_connections known, extra registrations are reported as ghosts (silent-deafness): a client
+            # that knows its own sockets cannot tell a ghost from a competitor, and ghosts are the likelier one.
+            if rec.own_connections is not None:
+                continue
+            if num > self.th["expected_connections"]:
+                self.over.add(rec.t)
+                self.max_num = max(self.max_num, int(num))
+                self.hosts.add(rec.host)
 
-    def on_envelope(self, rec: Any) -> None:
-        inst = rec.instance
-        if inst is None:
-            return
-        t = rec.t
-        if self.bucket_start is None:
-            self.bucket_start = t
-        elif t - self.bucket_start >= self.th["share_window_s"]:
-            self._close_bucket()
-            self.bucket_start = t
-        self.bucket[inst] += 1
+    def on_envelope(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            inst = rec.instance
+            if inst is None:
+                continue
+            t = rec.t
+            if self.bucket_start is None:
+                self.bucket_start = t
+            elif t - self.bucket_start >= self.th["share_window_s"]:
+                self._close_bucket()
+                self.bucket_start = t
+            self.bucket[inst] += 1
 
-    def on_process(self, rec: Any) -> None:
+    def on_process(self, rows: Iterable[Any]) -> None:
         # A shared work queue (several replicas on Redis) records who held reclaimed work: the instance that
         # acked an event, started it and died. Slack had no reason to retry it; only the reclaim saved it.
-        owner = rec.owner
-        if owner is not None and rec.error == "orphan" and owner != rec.instance:
-            self.orphaned_by[owner] += 1
-            self.orphans.add(rec.t)
-            self.orphan_events.add(rec.event_id)
+        for rec in rows:
+            owner = rec.owner
+            if owner is not None and rec.error == "orphan" and owner != rec.instance:
+                self.orphaned_by[owner] += 1
+                self.orphans.add(rec.t)
+                self.orphan_events.add(rec.event_id)
 
     def _close_bucket(self) -> None:
         total = sum(self.bucket.values())

@@ -9,6 +9,7 @@ burst within a minute, is a storm; ``too_many_websockets`` means more than 10 so
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, fmt_s
@@ -67,32 +68,37 @@ class DisconnectStorm(Detector):
         self.retry_after: list[float] = []
         self.max_own = 0
 
-    def on_reconnect(self, rec: Any) -> None:
-        self.saw_reconnect_kind = True
-        self.from_reconnects.add(rec.t, rec.conn)
+    def on_reconnect(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            self.saw_reconnect_kind = True
+            self.from_reconnects.add(rec.t, rec.conn)
 
-    def on_connect(self, rec: Any) -> None:
-        self.connects += 1
-        # The first connect of each expected socket is the start, not a reconnect.
-        if self.connects > max(1, int(self.th["expected_connections"])):
-            self.from_connects.add(rec.t, rec.conn)
+    def on_connect(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            self.connects += 1
+            # The first connect of each expected socket is the start, not a reconnect.
+            if self.connects > max(1, int(self.th["expected_connections"])):
+                self.from_connects.add(rec.t, rec.conn)
 
-    def on_disconnect(self, rec: Any) -> None:
-        if rec.reason == "too_many_websockets":
-            self.too_many.add(rec.t)
-            self.too_many_hosts.add(rec.host)
+    def on_disconnect(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            if rec.reason == "too_many_websockets":
+                self.too_many.add(rec.t)
+                self.too_many_hosts.add(rec.host)
 
-    def on_api_call(self, rec: Any) -> None:
-        if rec.method == "apps.connections.open" and (rec.http_status == 429 or rec.error == "ratelimited"):
-            self.open_429.add(rec.t)
-            ra = rec.retry_after
-            if ra is not None and len(self.retry_after) < 100:
-                self.retry_after.append(float(ra))
+    def on_api_call(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            if rec.method == "apps.connections.open" and (rec.http_status == 429 or rec.error == "ratelimited"):
+                self.open_429.add(rec.t)
+                ra = rec.retry_after
+                if ra is not None and len(self.retry_after) < 100:
+                    self.retry_after.append(float(ra))
 
-    def on_hello(self, rec: Any) -> None:
-        own = rec.own_connections
-        if own is not None and own > self.max_own:
-            self.max_own = int(own)
+    def on_hello(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            own = rec.own_connections
+            if own is not None and own > self.max_own:
+                self.max_own = int(own)
 
     def finish(self, ctx: Context) -> list[Finding]:
         out: list[Finding] = []

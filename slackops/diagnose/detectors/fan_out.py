@@ -8,6 +8,7 @@ did not change.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
@@ -38,66 +39,80 @@ class FanOut(Detector):
         self.edit_examples = Examples()
         self.started = 0
 
-    def on_envelope(self, rec: Any) -> None:
-        et = rec.event_type
-        if et != "app_mention" and et != "message":
-            return
-        eid = rec.event_id
-        if eid is None:
-            return
+    def on_envelope(self, rows: Iterable[Any]) -> None:
         w = self.events
-        t = rec.t
-        if t >= w.deadline:
-            w.rotate(t)
-        unchanged = rec.text_changed is False and rec.subtype == "message_changed"
-        w.current[eid] = (rec.channel, rec.ts or rec.event_ts, et, unchanged)
+        for rec in rows:
+            et = rec.event_type
+            if et != "app_mention" and et != "message":
+                continue
+            eid = rec.event_id
+            if eid is None:
+                continue
+            t = rec.t
+            if t >= w.deadline:
+                w.rotate(t)
+            unchanged = rec.text_changed is False and rec.subtype == "message_changed"
+            w.current[eid] = (rec.channel, rec.ts or rec.event_ts, et, unchanged)
 
-    def on_process(self, rec: Any) -> None:
-        if rec.phase != "start":
-            return
-        self.started += 1
-        eid = rec.event_id
-        if eid is None:
-            return
-        w = self.events
-        info = w.current.get(eid) or w.previous.get(eid)
-        if info is None:
-            return
-        channel, ts, et, unchanged = info
-        if unchanged:
-            self.edits.add(rec.t)
-            self.edit_examples.add(eid)
-        if channel is None or ts is None:
-            return
-        key = (channel, ts)
+    def on_process(self, rows: Iterable[Any]) -> None:
+        # The events window rotates on deliveries only: its generations stay put for the whole call.
+        current, previous = self.events.current.get, self.events.previous.get
         h = self.handled
-        t = rec.t
-        if t >= h.deadline:
-            h.rotate(t)
-        # One @mention arrives as app_mention and as message with the same channel + ts: both handled is waste.
-        seen = h.current.get(key) or h.previous.get(key)
-        if seen is None:
-            h.current[key] = et
-        elif seen != et and seen != "pair":
-            h.current[key] = "pair"
-            self.pairs.add(t)
-            self.pair_examples.add(eid)
+        n = 0
+        try:
+            for rec in rows:
+                if rec.phase != "start":
+                    continue
+                n += 1
+                eid = rec.event_id
+                if eid is None:
+                    continue
+                info = current(eid) or previous(eid)
+                if info is None:
+                    continue
+                channel, ts, et, unchanged = info
+                if unchanged:
+                    self.edits.add(rec.t)
+                    self.edit_examples.add(eid)
+                if channel is None or ts is None:
+                    continue
+                key = (channel, ts)
+                t = rec.t
+                if t >= h.deadline:
+                    h.rotate(t)
+                # One @mention arrives as app_mention and as message with the same channel + ts: both handled is waste.
+                seen = h.current.get(key) or h.previous.get(key)
+                if seen is None:
+                    h.current[key] = et
+                elif seen != et and seen != "pair":
+                    h.current[key] = "pair"
+                    self.pairs.add(t)
+                    self.pair_examples.add(eid)
+        finally:
+            self.started += n
 
-    def on_llm(self, rec: Any) -> None:
-        self.llm_calls += 1
-        ch = rec.channel
-        if ch is None:
-            return
-        t = rec.t
-        dq = self.recent.get(ch)
-        if dq is None:
-            if len(self.recent) > 50_000:
-                self.recent.clear()
-            dq = self.recent[ch] = deque(maxlen=self.ceiling + 1)
-        dq.append(t)
-        if len(dq) > self.ceiling and t - dq[0] < _HOUR:
-            self.bursts.add(t)
-            self.burst_channels[ch] = self.burst_channels.get(ch, 0) + 1
+    def on_llm(self, rows: Iterable[Any]) -> None:
+        recent = self.recent
+        ceiling = self.ceiling
+        n = 0
+        try:
+            for rec in rows:
+                n += 1
+                ch = rec.channel
+                if ch is None:
+                    continue
+                t = rec.t
+                dq = recent.get(ch)
+                if dq is None:
+                    if len(recent) > 50_000:
+                        recent.clear()
+                    dq = recent[ch] = deque(maxlen=ceiling + 1)
+                dq.append(t)
+                if len(dq) > ceiling and t - dq[0] < _HOUR:
+                    self.bursts.add(t)
+                    self.burst_channels[ch] = self.burst_channels.get(ch, 0) + 1
+        finally:
+            self.llm_calls += n
 
     def finish(self, ctx: Context) -> list[Finding]:
         out: list[Finding] = []

@@ -8,6 +8,7 @@ Slack does not retry those, the user sees ``dispatch_failed``.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Pending, Span
@@ -33,50 +34,65 @@ class LostInFlight(Detector):
         self.interactive_examples = Examples()
         self.interactive_total = 0
 
-    def on_process(self, rec: Any) -> None:
-        key = rec.event_id or rec.envelope_id
-        if key is None:
-            return
-        phase = rec.phase
-        if phase == "start":
-            if len(self.in_flight) < _MAX_IN_FLIGHT:
-                self.in_flight[key] = rec.t
-        elif phase in _DONE:
-            self.in_flight.pop(key, None)
+    def on_process(self, rows: Iterable[Any]) -> None:
+        in_flight = self.in_flight
+        for rec in rows:
+            key = rec.event_id or rec.envelope_id
+            if key is None:
+                continue
+            phase = rec.phase
+            if phase == "start":
+                if len(in_flight) < _MAX_IN_FLIGHT:
+                    in_flight[key] = rec.t
+            elif phase in _DONE:
+                in_flight.pop(key, None)
 
-    def on_signal(self, rec: Any) -> None:
-        name = (rec.name or "").upper()
-        if name in ("SIGTERM", "SIGINT", "TERM", "INT", "SHUTDOWN") or rec.action in (
-            "shutdown",
-            "received",
-        ):
-            t = rec.t
-            # Work still running a drain deadline after the signal is judged when the data ends.
-            self.shutdowns.append(t)
+    def on_signal(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            name = (rec.name or "").upper()
+            if name in ("SIGTERM", "SIGINT", "TERM", "INT", "SHUTDOWN") or rec.action in (
+                "shutdown",
+                "received",
+            ):
+                # Work still running a drain deadline after the signal is judged when the data ends.
+                self.shutdowns.append(rec.t)
 
-    def on_envelope(self, rec: Any) -> None:
-        if rec.type not in _INTERACTIVE:
-            return
-        self.interactive_total += 1
-        eid = rec.envelope_id
-        if eid is None:
-            return
-        for old_t, old in self.interactive.add(rec.t, eid):
-            self.interactive_lost.add(old_t)
-            self.interactive_examples.add(old)
+    def on_envelope(self, rows: Iterable[Any]) -> None:
+        pending = self.interactive
+        for rec in rows:
+            if rec.type not in _INTERACTIVE:
+                continue
+            self.interactive_total += 1
+            eid = rec.envelope_id
+            if eid is None:
+                continue
+            for old_t, old in pending.add(rec.t, eid):
+                # Only data that records acks at all can show an envelope was not acked.
+                if pending.ack_t > float("-inf"):
+                    self.interactive_lost.add(old_t)
+                    self.interactive_examples.add(old)
 
-    def on_ack(self, rec: Any) -> None:
-        eid = rec.envelope_id
-        if eid is None:
-            return
-        sent = self.interactive.items.pop(eid, None)  # Pending.pop inlined: every ack comes here
-        if sent is None:
-            return
-        ms = rec.ack_ms
-        ms = float(ms) if ms is not None else (rec.t - sent) * 1000.0
-        if rec.ok is False or ms > self.th["ack_deadline_ms"]:
-            self.interactive_lost.add(sent)
-            self.interactive_examples.add(eid)
+    def on_ack(self, rows: Iterable[Any]) -> None:
+        pending = self.interactive
+        pop = pending.items.pop  # Pending.pop inlined: every ack comes here
+        deadline = self.th["ack_deadline_ms"]
+        t = float("-inf")
+        try:
+            for rec in rows:
+                t = rec.t
+                eid = rec.envelope_id
+                if eid is None:
+                    continue
+                sent = pop(eid, None)
+                if sent is None:
+                    continue
+                ms = rec.ack_ms
+                ms = float(ms) if ms is not None else (t - sent) * 1000.0
+                if rec.ok is False or ms > deadline:
+                    self.interactive_lost.add(sent)
+                    self.interactive_examples.add(eid)
+        finally:
+            pending.acked(t)
 
     def finish(self, ctx: Context) -> list[Finding]:
         out: list[Finding] = []

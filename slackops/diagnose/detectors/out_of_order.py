@@ -7,6 +7,7 @@ retries point at slow acks as the cause.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
@@ -29,60 +30,65 @@ class OutOfOrder(Detector):
         self.has_process = False
         self.tolerance = self.th["order_tolerance_s"]
 
-    def on_envelope(self, rec: Any) -> None:
-        eid = rec.event_id
-        ch = rec.channel
-        if eid is None or ch is None:
-            return
+    def on_envelope(self, rows: Iterable[Any]) -> None:
         w = self.events
-        t = rec.t
-        if t >= w.deadline:
-            w.rotate(t)
-        if eid in w.current or eid in w.previous:
-            return  # a retry of an event already seen: its position was judged the first time
-        try:
-            ts = float(rec.event_ts or rec.ts)
-        except (TypeError, ValueError):
-            return
-        thread = rec.thread_ts
-        w.current[eid] = (ch, thread, ts, bool(rec.retry_attempt))
-        key = (ch, thread or "")
         latest = self.latest_delivered
-        prev = latest.get(key)
-        if prev is None:
-            if len(latest) > 100_000:
-                latest.clear()
-            latest[key] = ts
-        elif ts > prev:
-            latest[key] = ts
-        elif ts < prev - self.tolerance:
-            self.delivery_inversions.add(t)
+        tolerance = self.tolerance
+        for rec in rows:
+            eid = rec.event_id
+            ch = rec.channel
+            if eid is None or ch is None:
+                continue
+            t = rec.t
+            if t >= w.deadline:
+                w.rotate(t)
+            if eid in w.current or eid in w.previous:
+                continue  # a retry of an event already seen: its position was judged the first time
+            try:
+                ts = float(rec.event_ts or rec.ts)
+            except (TypeError, ValueError):
+                continue
+            thread = rec.thread_ts
+            w.current[eid] = (ch, thread, ts, bool(rec.retry_attempt))
+            key = (ch, thread or "")
+            prev = latest.get(key)
+            if prev is None:
+                if len(latest) > 100_000:
+                    latest.clear()
+                latest[key] = ts
+            elif ts > prev:
+                latest[key] = ts
+            elif ts < prev - tolerance:
+                self.delivery_inversions.add(t)
 
-    def on_process(self, rec: Any) -> None:
-        if rec.phase != "start":
-            return
-        self.has_process = True
-        eid = rec.event_id
-        if eid is None:
-            return
-        w = self.events
-        info = w.current.get(eid) or w.previous.get(eid)
-        if info is None:
-            return
-        ch, thread, ts, retry = info
-        key = (ch, thread or "")
+    def on_process(self, rows: Iterable[Any]) -> None:
+        # The events window rotates on deliveries only: its generations stay put for the whole call.
+        current, previous = self.events.current.get, self.events.previous.get
         latest = self.latest
-        prev = latest.get(key)
-        if prev is None:
-            if len(latest) > 100_000:
-                latest.clear()
-            latest[key] = ts
-        elif ts > prev:
-            latest[key] = ts
-        elif ts < prev - self.tolerance:
-            self.inversions.add(rec.t)
-            self.examples.add(eid)
-            self.on_retry += retry
+        tolerance = self.tolerance
+        for rec in rows:
+            if rec.phase != "start":
+                continue
+            self.has_process = True
+            eid = rec.event_id
+            if eid is None:
+                continue
+            info = current(eid) or previous(eid)
+            if info is None:
+                continue
+            ch, thread, ts, retry = info
+            key = (ch, thread or "")
+            prev = latest.get(key)
+            if prev is None:
+                if len(latest) > 100_000:
+                    latest.clear()
+                latest[key] = ts
+            elif ts > prev:
+                latest[key] = ts
+            elif ts < prev - tolerance:
+                self.inversions.add(rec.t)
+                self.examples.add(eid)
+                self.on_retry += retry
 
     def finish(self, ctx: Context) -> list[Finding]:
         if self.inversions.count:

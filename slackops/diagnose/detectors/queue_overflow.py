@@ -7,6 +7,7 @@ the backpressure signal Bolt's own "Response time" hides (it starts timing after
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
@@ -40,24 +41,26 @@ class QueueOverflow(Detector):
         self.max_wait = 0.0
         self.bucket_s = self.th["queue_bucket_s"]
 
-    def on_queue(self, rec: Any) -> None:
-        t = rec.t
-        if rec.action == "shed":
-            self.shed.add(t)
-            self.shed_examples.add(rec.event_id)
-        depth = rec.depth
-        if depth is None:
-            return
-        depth = int(depth)
-        if depth > self.max_depth:
-            self.max_depth = depth
-        if self.bucket_start is None:
-            self.bucket_start = t
-        elif t - self.bucket_start >= self.bucket_s:
-            self._close_bucket(t)
-            self.bucket_start = t
-        if depth > self.bucket_max:
-            self.bucket_max = depth
+    def on_queue(self, rows: Iterable[Any]) -> None:
+        bucket_s = self.bucket_s
+        for rec in rows:
+            t = rec.t
+            if rec.action == "shed":
+                self.shed.add(t)
+                self.shed_examples.add(rec.event_id)
+            depth = rec.depth
+            if depth is None:
+                continue
+            depth = int(depth)
+            if depth > self.max_depth:
+                self.max_depth = depth
+            if self.bucket_start is None:
+                self.bucket_start = t
+            elif t - self.bucket_start >= bucket_s:
+                self._close_bucket(t)
+                self.bucket_start = t
+            if depth > self.bucket_max:
+                self.bucket_max = depth
 
     def _close_bucket(self, t: float) -> None:
         if self.bucket_max > self.prev_max >= 0:
@@ -77,41 +80,45 @@ class QueueOverflow(Detector):
         self.prev_max = self.bucket_max
         self.bucket_max = -1
 
-    def on_ack(self, rec: Any) -> None:
-        key = rec.envelope_id or rec.event_id
-        if key is not None:
-            w = self.acked
-            t = rec.t
-            if t >= w.deadline:
-                w.rotate(t)
-            w.current[key] = t
-
-    def on_process(self, rec: Any) -> None:
-        phase = rec.phase
-        if phase != "start":
-            if phase == "shed":
-                self.shed.add(rec.t)
-                self.shed_examples.add(rec.event_id)
-            return
+    def on_ack(self, rows: Iterable[Any]) -> None:
         w = self.acked
-        key = rec.envelope_id or rec.event_id
-        if key is None:
-            return
-        acked = w.current.get(key) or w.previous.get(key)
-        if acked is None:
-            return
-        t = rec.t
-        wait = t - acked
-        if wait > self.max_wait:
-            self.max_wait = wait
-        if t >= self.wait_deadline:
-            if self.wait_bucket_start is not None:
-                self._close_wait(t)
-            self.wait_bucket_start = t
-            self.wait_deadline = t + self.th["queue_wait_bucket_s"]
-        if wait > 0:
-            self.wait_sum += wait
-        self.wait_n += 1
+        for rec in rows:
+            key = rec.envelope_id or rec.event_id
+            if key is not None:
+                t = rec.t
+                if t >= w.deadline:
+                    w.rotate(t)
+                w.current[key] = t
+
+    def on_process(self, rows: Iterable[Any]) -> None:
+        # The window rotates on acks only: its two generations stay put for the whole call.
+        current, previous = self.acked.current.get, self.acked.previous.get
+        bucket_s = self.th["queue_wait_bucket_s"]
+        for rec in rows:
+            phase = rec.phase
+            if phase != "start":
+                if phase == "shed":
+                    self.shed.add(rec.t)
+                    self.shed_examples.add(rec.event_id)
+                continue
+            key = rec.envelope_id or rec.event_id
+            if key is None:
+                continue
+            acked = current(key) or previous(key)
+            if acked is None:
+                continue
+            t = rec.t
+            wait = t - acked
+            if wait > self.max_wait:
+                self.max_wait = wait
+            if t >= self.wait_deadline:
+                if self.wait_bucket_start is not None:
+                    self._close_wait(t)
+                self.wait_bucket_start = t
+                self.wait_deadline = t + bucket_s
+            if wait > 0:
+                self.wait_sum += wait
+            self.wait_n += 1
 
     def _close_wait(self, t: float) -> None:
         if not self.wait_n:

@@ -8,6 +8,7 @@ reported under disconnect-storm.)
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Span
@@ -25,20 +26,23 @@ class RateLimited(Detector):
         self.methods: Counter[str] = Counter()
         self.retry_after: list[float] = []
 
-    def on_envelope(self, rec: Any) -> None:
-        if rec.type == "app_rate_limited":
-            self.app_limited.add(rec.t)
+    def on_envelope(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            if rec.type == "app_rate_limited":
+                self.app_limited.add(rec.t)
 
-    def on_api_call(self, rec: Any) -> None:
-        method = rec.method or "unknown"
-        if method == "apps.connections.open":
-            return
-        if rec.http_status == 429 or rec.error == "ratelimited":
-            self._429(rec, method)
+    def on_api_call(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            method = rec.method or "unknown"
+            if method == "apps.connections.open":
+                continue
+            if rec.http_status == 429 or rec.error == "ratelimited":
+                self._429(rec, method)
 
-    def on_post(self, rec: Any) -> None:
-        if rec.http_status == 429 or rec.error == "ratelimited":
-            self._429(rec, rec.method or "chat.postMessage")
+    def on_post(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            if rec.http_status == 429 or rec.error == "ratelimited":
+                self._429(rec, rec.method or "chat.postMessage")
 
     def _429(self, rec: Any, method: str) -> None:
         self.api_429.add(rec.t)

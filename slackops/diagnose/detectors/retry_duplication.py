@@ -7,6 +7,7 @@ handler run past the first for an event_id is waste — for an LLM bot, a paid m
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Window
@@ -72,28 +73,39 @@ class RetryDuplication(Detector):
         self.retried = 0
         self.retry_examples = Examples()
 
-    def on_process(self, rec: Any) -> None:
-        eid = rec.event_id
-        if eid is not None and rec.phase == "start":
-            self.runs.add(rec.t, eid)
+    def on_process(self, rows: Iterable[Any]) -> None:
+        add = self.runs.add
+        for rec in rows:
+            eid = rec.event_id
+            if eid is not None and rec.phase == "start":
+                add(rec.t, eid)
 
-    def on_llm(self, rec: Any) -> None:
-        eid = rec.event_id
-        # A call the provider refused (429, 5xx) did no work: retrying it is thundering-herd's business.
-        if eid is None or rec.error is not None or (rec.http_status or 200) >= 400:
-            return
-        if self.llm.add(rec.t, eid):
-            self.llm.tokens += int(rec.tokens_in or 0) + int(rec.tokens_out or 0)
-            self.llm.cost += float(rec.cost_usd or 0.0)
+    def on_llm(self, rows: Iterable[Any]) -> None:
+        tally = self.llm
+        add = tally.add
+        for rec in rows:
+            eid = rec.event_id
+            # A call the provider refused (429, 5xx) did no work: retrying it is thundering-herd's business.
+            if eid is None or rec.error is not None or (rec.http_status or 200) >= 400:
+                continue
+            if add(rec.t, eid):
+                tally.tokens += int(rec.tokens_in or 0) + int(rec.tokens_out or 0)
+                tally.cost += float(rec.cost_usd or 0.0)
 
-    def on_envelope(self, rec: Any) -> None:
-        self.envelopes += 1
-        if rec.retry_attempt:
-            self.retried += 1
-            self.retry_examples.add(rec.event_id)
-        eid = rec.event_id
-        if eid is not None:
-            self.deliveries.add(rec.t, eid)
+    def on_envelope(self, rows: Iterable[Any]) -> None:
+        add = self.deliveries.add
+        n = 0
+        try:
+            for rec in rows:
+                n += 1
+                if rec.retry_attempt:
+                    self.retried += 1
+                    self.retry_examples.add(rec.event_id)
+                eid = rec.event_id
+                if eid is not None:
+                    add(rec.t, eid)
+        finally:
+            self.envelopes += n
 
     def finish(self, ctx: Context) -> list[Finding]:
         out: list[Finding] = []

@@ -8,6 +8,7 @@ stretch while other connections get traffic.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, fmt_s
@@ -29,7 +30,7 @@ class _Conn:
 
 class SilentDeafness(Detector):
     slug = "silent-deafness"
-    kinds = {"pong": "on_pong", "ping": "on_ping", "close": "on_close", "reconnect": "on_close",
+    kinds = {"pong": "on_liveness", "ping": "on_liveness", "close": "on_close", "reconnect": "on_close",
              "envelope": "on_envelope", "ack": "on_ack", "hello": "on_hello", "drift": "on_drift"}  # fmt: skip
 
     def __init__(self, settings: Any) -> None:
@@ -55,26 +56,28 @@ class SilentDeafness(Detector):
             c = self.conns[key] = _Conn()
         return c
 
-    def on_pong(self, rec: Any) -> None:
-        if rec.direction != "received":
-            return
-        c = self._conn(rec.conn)
-        self._end_deaf(rec.conn, c, rec.t)
-        c.last_pong = rec.t
-
-    def on_ping(self, rec: Any) -> None:
-        # A ping we sent proves the client still believes in this socket.
-        if rec.direction != "sent":
-            return
-        c = self._conn(rec.conn)
-        t = rec.t
-        if (
-            c.last_pong is not None
-            and not c.closed
-            and t - c.last_pong > self.th["pong_timeout_s"]
-            and c.deaf_from is None
-        ):
-            c.deaf_from = c.last_pong
+    def on_liveness(self, rows: Iterable[Any]) -> None:
+        """Pings and pongs, in one sequence: their interleaving is the signal."""
+        for rec in rows:
+            if rec.kind == "pong":
+                if rec.direction != "received":
+                    continue
+                c = self._conn(rec.conn)
+                self._end_deaf(rec.conn, c, rec.t)
+                c.last_pong = rec.t
+                continue
+            # A ping we sent proves the client still believes in this socket.
+            if rec.direction != "sent":
+                continue
+            c = self._conn(rec.conn)
+            t = rec.t
+            if (
+                c.last_pong is not None
+                and not c.closed
+                and t - c.last_pong > self.th["pong_timeout_s"]
+                and c.deaf_from is None
+            ):
+                c.deaf_from = c.last_pong
 
     def _end_deaf(self, key: str | None, c: _Conn, t: float) -> None:
         if c.deaf_from is not None:
@@ -84,26 +87,31 @@ class SilentDeafness(Detector):
             self.longest_deaf = max(self.longest_deaf, length)
             c.deaf_from = None
 
-    def on_close(self, rec: Any) -> None:
-        c = self._conn(rec.conn)
-        # A close or reconnect after the pongs stopped means the client noticed: not silent.
-        c.deaf_from = None
-        c.closed = True
+    def on_close(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            c = self._conn(rec.conn)
+            # A close or reconnect after the pongs stopped means the client noticed: not silent.
+            c.deaf_from = None
+            c.closed = True
 
-    def on_envelope(self, rec: Any) -> None:
-        self.total_envelopes += 1
-        key = rec.conn
-        c = self.conns.get(key)
-        if c is None:
-            c = self._conn(key)
-        t = rec.t
-        c.closed = False
-        # The cheap half of _gap inline (hot: every envelope); _gap checks the rest.
-        if c.last_env is not None and t - (c.last_env or t) > self.gap_s:
-            self._gap(key, c, t)
-        c.envelopes += 1
-        c.last_env = t
-        c.others_at_last_env = self.total_envelopes
+    def on_envelope(self, rows: Iterable[Any]) -> None:
+        conns = self.conns
+        gap_s = self.gap_s
+        for rec in rows:
+            self.total_envelopes += 1
+            key = rec.conn
+            c = conns.get(key)
+            if c is None:
+                c = self._conn(key)
+            t = rec.t
+            c.closed = False
+            # The cheap half of _gap inline (hot: every envelope); _gap checks the rest.
+            last = c.last_env
+            if last is not None and t - last > gap_s:
+                self._gap(key, c, t)
+            c.envelopes += 1
+            c.last_env = t
+            c.others_at_last_env = self.total_envelopes
 
     def _gap(self, key: str | None, c: _Conn, t: float) -> None:
         gap = t - (c.last_env or t)
@@ -113,22 +121,31 @@ class SilentDeafness(Detector):
             self.gap_conns.add(key)
             self.longest_gap = max(self.longest_gap, gap)
 
-    def on_ack(self, rec: Any) -> None:
-        self.total_acks += 1
-        key = rec.ack_conn or rec.conn
-        if key in self.conns:
-            self.conns[key].acks += 1
+    def on_ack(self, rows: Iterable[Any]) -> None:
+        conns = self.conns
+        n = 0
+        try:
+            for rec in rows:
+                n += 1
+                key = rec.ack_conn or rec.conn
+                c = conns.get(key)
+                if c is not None:
+                    c.acks += 1
+        finally:
+            self.total_acks += n
 
-    def on_hello(self, rec: Any) -> None:
-        num, own = rec.num_connections, rec.own_connections
-        if num is not None and own is not None and num > own:
+    def on_hello(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            num, own = rec.num_connections, rec.own_connections
+            if num is not None and own is not None and num > own:
+                self.ghost.add(rec.t)
+                self.ghost_max = max(self.ghost_max, num - own)
+
+    def on_drift(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            num, own = rec.num_connections or 0, rec.own_connections or 0
             self.ghost.add(rec.t)
             self.ghost_max = max(self.ghost_max, num - own)
-
-    def on_drift(self, rec: Any) -> None:
-        num, own = rec.num_connections or 0, rec.own_connections or 0
-        self.ghost.add(rec.t)
-        self.ghost_max = max(self.ghost_max, num - own)
 
     def finish(self, ctx: Context) -> list[Finding]:
         out: list[Finding] = []

@@ -9,6 +9,7 @@ reconnected every ~239 s with a 180 s threshold).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from typing import Any
 
 from msgspec import UNSET
@@ -57,48 +58,55 @@ class StaleWatchdog(Detector):
         self.conns = Examples()
         self.unjudged = 0
 
-    def on_pong(self, rec: Any) -> None:
-        if rec.direction == "received":
+    def on_pong(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            if rec.direction == "received":
+                t = rec.t
+                self.last_pong[rec.conn] = t
+                self.last_pong_any = t
+
+    def on_trouble(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            kind = rec.kind
+            # A clean client close that is part of a reconnect is an effect, not a cause.
+            if kind == "close" and rec.by == "client":
+                continue
+            if kind == "error" and rec.where not in (
+                "ping",
+                "pong_timeout",
+                "ping_timeout",
+                "socket",
+                "connect",
+            ):
+                continue
+            self.last_trouble = rec.t
+
+    def on_envelope(self, rows: Iterable[Any]) -> None:
+        t = self.last_envelope
+        for rec in rows:
             t = rec.t
-            self.last_pong[rec.conn] = t
-            self.last_pong_any = t
+        self.last_envelope = t
 
-    def on_trouble(self, rec: Any) -> None:
-        kind = rec.kind
-        # A clean client close that is part of a reconnect is an effect, not a cause.
-        if kind == "close" and rec.by == "client":
-            return
-        if kind == "error" and rec.where not in (
-            "ping",
-            "pong_timeout",
-            "ping_timeout",
-            "socket",
-            "connect",
-        ):
-            return
-        self.last_trouble = rec.t
+    def on_reconnect(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            self.saw_reconnect_kind = True
+            cause = (rec.cause or "").lower()
+            if _initiator(rec) not in _HEALTHY_INITIATORS or any(w in cause for w in _EXPLAINED_CAUSE):
+                self.last_reconnect = rec.t
+                continue
+            self._judge(rec.t, rec.conn, explicit=rec.initiator == "watchdog")
 
-    def on_envelope(self, rec: Any) -> None:
-        self.last_envelope = rec.t
-
-    def on_reconnect(self, rec: Any) -> None:
-        self.saw_reconnect_kind = True
-        cause = (rec.cause or "").lower()
-        if _initiator(rec) not in _HEALTHY_INITIATORS or any(w in cause for w in _EXPLAINED_CAUSE):
-            self.last_reconnect = rec.t
-            return
-        self._judge(rec.t, rec.conn, explicit=rec.initiator == "watchdog")
-
-    def on_connect(self, rec: Any) -> None:
-        self.connects += 1
-        t = rec.t
-        # Logs without reconnect records (a custom watchdog calling connect() again) show only new sessions.
-        if (
-            self.connects > 1
-            and not self.saw_reconnect_kind
-            and t - self.last_reconnect > self.th["cause_window_s"]
-        ):
-            self._judge(t, rec.conn, explicit=False)
+    def on_connect(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            self.connects += 1
+            t = rec.t
+            # Logs without reconnect records (a custom watchdog calling connect() again) show only new sessions.
+            if (
+                self.connects > 1
+                and not self.saw_reconnect_kind
+                and t - self.last_reconnect > self.th["cause_window_s"]
+            ):
+                self._judge(t, rec.conn, explicit=False)
 
     def _judge(self, t: float, conn: str | None, explicit: bool) -> None:
         self.last_reconnect = t

@@ -8,6 +8,7 @@ where a circuit breaker should have opened.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Span
@@ -36,23 +37,29 @@ class ThunderingHerd(Detector):
         self.waves: list[float] = []
         self.wave_sizes: list[int] = []
 
-    def on_llm(self, rec: Any) -> None:
-        self.calls += 1
-        res = rec.resource or "llm"
-        if not _limited(rec):
-            self.streak[res] = 0
-            return
-        t = rec.t
-        self.limited.add(t)
-        n = self.streak.get(res, 0) + 1
-        self.streak[res] = n
-        if n > self.worst_streak.get(res, 0):
-            self.worst_streak[res] = n
-        sec = int(t)
-        if sec != self.second:
-            self._close_second()
-            self.second, self.in_second = sec, 0
-        self.in_second += 1
+    def on_llm(self, rows: Iterable[Any]) -> None:
+        streak = self.streak
+        n = 0
+        try:
+            for rec in rows:
+                n += 1
+                res = rec.resource or "llm"
+                if (rec.http_status != 429 and rec.error is None) or not _limited(rec):
+                    streak[res] = 0
+                    continue
+                t = rec.t
+                self.limited.add(t)
+                k = streak.get(res, 0) + 1
+                streak[res] = k
+                if k > self.worst_streak.get(res, 0):
+                    self.worst_streak[res] = k
+                sec = int(t)
+                if sec != self.second:
+                    self._close_second()
+                    self.second, self.in_second = sec, 0
+                self.in_second += 1
+        finally:
+            self.calls += n
 
     def _close_second(self) -> None:
         if (
