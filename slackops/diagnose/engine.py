@@ -309,9 +309,8 @@ class _Plan:
                 ((handler, wanted),) = handlers.items()
                 whole = {TYPES[k] for k in BULK[rank]}
                 self.groups[rank].append((handler, None if wanted == whole else frozenset(wanted)))
-        self.seq_types = frozenset(self.sequenced) | frozenset(
-            cls for cls in TYPES.values() if cls.rank < 0
-        )
+        #: rank -> the group's one row type, or None for a group of several kinds
+        self.single: list[type[Row] | None] = [TYPES[g[0]] if len(g) == 1 else None for g in BULK]
         self.slice_s = slice_seconds(settings.thresholds)
 
 
@@ -325,12 +324,12 @@ def _feed(
     rejects: ParseStats | None = None,
     count: bool = True,
 ) -> None:
-    """The hot loop: count, filter by time, cut each batch into slices, hand each slice to the detectors.
+    """The hot loop: filter by time, cut each batch into slices, hand each slice to the detectors.
 
-    A batch is cut before and after every sequenced record (handed over on its own) and wherever it spans more
-    than ``plan.slice_s`` seconds; within a slice, the detectors get the bulk groups one after the other.
+    A batch is cut wherever it spans more than ``plan.slice_s`` seconds, and before and after every sequenced
+    record (handed over on its own); within a slice, the detectors get the bulk groups one after the other.
     Records that do not fit the model are counted in ``stats``; records a detector chokes on in ``rejects``
-    (default: ``stats`` too). ``count=False`` skips the counts and time span (the worker's are not used).
+    (default: ``stats`` too). ``count=False`` skips the time span (the worker's is not used).
     """
     if rejects is None:
         rejects = stats
@@ -341,7 +340,6 @@ def _feed(
     first: float | None = None
     last = float("-inf")
     filtered = 0
-    seq_types = plan.seq_types
     span = plan.slice_s
     for batch in batches:
         if batch.__class__ is Mixed:
@@ -353,28 +351,21 @@ def _feed(
             batch = kept
         if not batch:
             continue
-        # Counting and the time span per batch, in C.
-        types = Counter(map(type, batch))
         if count:
-            tally.update(types)
             if first is None:
                 first = batch[0].t
-            top = max(map(_T, batch))
+            top = max(map(_T, batch))  # in C; records are only about in time order
             if top > last:
                 last = top
-        if seq_types.isdisjoint(types):
-            _slices(batch, plan, span, rejects)
+        n = len(batch)
+        if batch[-1].t - batch[0].t <= span:
+            _slice(batch, plan, rejects, tally)
             continue
-        start = 0
-        for i, rec in enumerate(batch):
-            if rec.__class__ in seq_types:
-                if i > start:
-                    _slices(batch[start:i], plan, span, rejects)
-                start = i + 1
-                for handle in plan.sequenced.get(rec.__class__, ()):
-                    _call(handle, [rec], rejects)
-        if start < len(batch):
-            _slices(batch[start:], plan, span, rejects)
+        i = 0
+        while i < n:
+            j = max(i + 1, bisect.bisect_right(batch, batch[i].t + span, i, n, key=_T))
+            _slice(batch[i:j], plan, rejects, tally)
+            i = j
     counts = dict(tally)
     ctx.kinds.update({cls.kind: n for cls, n in counts.items() if n})
     if not stats.records:
@@ -389,53 +380,80 @@ _RANK = operator.attrgetter("rank")
 _ERRORS = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
 
 
-def _slices(rows: list[Row], plan: _Plan, span: float, rejects: ParseStats) -> None:
-    """Hand bulk ``rows`` over in slices of at most ``span`` seconds (records are in about time order)."""
-    n = len(rows)
-    if rows[-1].t - rows[0].t <= span:
-        _slice(rows, plan, rejects)
+def _slice(rows: list[Row], plan: _Plan, rejects: ParseStats, tally: Counter[type[Row]]) -> None:
+    """Every bulk group of ``rows`` to the handlers that want it, group after group; counts kinds in ``tally``.
+
+    Sequenced records (rank -1) sort first; if there are any, the slice is cut at each of them instead.
+    """
+    srt = sorted(rows, key=_RANK)  # stable: time order is kept within a group
+    if srt[0].rank < 0:
+        start = 0
+        for i, rec in enumerate(rows):
+            if rec.rank < 0:
+                if i > start:
+                    _slice(rows[start:i], plan, rejects, tally)
+                start = i + 1
+                cls = rec.__class__
+                tally[cls] += 1
+                for handle in plan.sequenced.get(cls, ()):
+                    _call(handle, [rec], rejects)
+        if start < len(rows):
+            _slice(rows[start:], plan, rejects, tally)
         return
-    i = 0
-    while i < n:
-        j = max(i + 1, bisect.bisect_right(rows, rows[i].t + span, i, n, key=_T))
-        _slice(rows[i:j], plan, rejects)
-        i = j
-
-
-def _slice(rows: list[Row], plan: _Plan, rejects: ParseStats) -> None:
-    """Every bulk group of ``rows`` to the handlers that want it, group after group."""
-    rows.sort(key=_RANK)  # stable: time order is kept within a group
-    lo, n = 0, len(rows)
+    lo, n = 0, len(srt)
     for rank, handlers in enumerate(plan.groups):
         if lo >= n:
             return
-        if rows[lo].rank != rank:
+        if srt[lo].rank != rank:
             continue
-        hi = bisect.bisect_right(rows, rank, lo, n, key=_RANK)
-        part = rows[lo:hi]
+        hi = bisect.bisect_right(srt, rank, lo, n, key=_RANK)
+        part = srt[lo:hi]
         lo = hi
+        single = plan.single[rank]
+        if single is None:
+            tally.update(map(type, part))
+        else:
+            tally[single] += len(part)
         for handle, wanted in handlers:
-            _call(handle, part if wanted is None else [r for r in part if r.__class__ in wanted], rejects)
+            some = part if wanted is None else [r for r in part if r.__class__ in wanted]
+            it = iter(some)
+            try:
+                handle(it)
+            except _ERRORS as exc:
+                _resume(handle, some, it, exc, rejects)
 
 
 def _call(handle: Callable[[Iterable[Row]], None], rows: list[Row], rejects: ParseStats) -> None:
     """``handle(rows)``; a record it chokes on is counted and the handler resumes after it."""
-    if not rows:
-        return
     it = iter(rows)
+    try:
+        handle(it)
+    except _ERRORS as exc:
+        _resume(handle, rows, it, exc, rejects)
+
+
+def _resume(
+    handle: Callable[[Iterable[Row]], None],
+    rows: list[Row],
+    it: Iterator[Row],
+    exc: Exception,
+    rejects: ParseStats,
+) -> None:
+    """``handle`` raised ``exc`` while walking ``it`` (over ``rows``): count the record it was on, go on after it."""
     n = len(rows)
     left = n
     while True:
+        now = it.__length_hint__()  # type: ignore[attr-defined]
+        if now == left:  # failed without taking a record: nothing to skip past
+            rejects.bad(repr(as_dict(rows[min(n - left, n - 1)]))[:160], _why(exc))
+            return
+        left = now
+        rejects.bad(repr(as_dict(rows[n - now - 1]))[:160], _why(exc))
         try:
             handle(it)
             return
-        except _ERRORS as exc:
-            now = it.__length_hint__()  # type: ignore[attr-defined]
-            if now == left:  # failed without taking a record: nothing to skip past
-                rejects.bad(repr(as_dict(rows[min(n - left, n - 1)]))[:160], _why(exc))
-                return
-            left = now
-            rejects.bad(repr(as_dict(rows[n - now - 1]))[:160], _why(exc))
+        except _ERRORS as again:
+            exc = again
 
 
 def _run(
@@ -458,6 +476,7 @@ def _run(
             since,
             until,
             rejects,
+            count=False,
         )
     finally:
         source.close()

@@ -39,6 +39,23 @@ class Histogram:
         if ms > self.max:
             self.max = ms
 
+    def add_many(self, values: list[float]) -> None:
+        """:meth:`add` for each of ``values`` (one call for a batch of acks)."""
+        if not values:
+            return
+        counts, log, top = self.counts, math.log, _BUCKETS - 1
+        for ms in values:
+            if ms <= _FLOOR_MS:
+                counts[0] += 1
+            else:
+                i = int(log(ms / _FLOOR_MS) / _LOG) + 1
+                counts[i if i < top else top] += 1
+        self.n += len(values)
+        self.total += sum(values)
+        peak = max(values)
+        if peak > self.max:
+            self.max = peak
+
     @staticmethod
     def upper(i: int) -> float:
         """The upper bound (ms) of bucket ``i``."""

@@ -72,7 +72,8 @@ DEFAULTS: dict[tuple[str, str], Any] = {
 BULK: tuple[tuple[str, ...], ...] = (
     ("envelope",),
     ("ack",),
-    ("queue", "dedup"),
+    ("queue",),
+    ("dedup",),
     ("process",),
     ("llm",),
     ("post",),
@@ -130,4 +131,15 @@ def as_dict(row: Row) -> dict[str, Any]:
     return out
 
 
-__all__ = ["BULK", "FIELDS", "RANK", "TYPES", "Row", "as_dict", "convert", "convert_many", "decode_many", "decode_one"]
+__all__ = [
+    "BULK",
+    "FIELDS",
+    "RANK",
+    "TYPES",
+    "Row",
+    "as_dict",
+    "convert",
+    "convert_many",
+    "decode_many",
+    "decode_one",
+]

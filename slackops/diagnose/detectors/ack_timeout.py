@@ -41,6 +41,10 @@ class AckTimeout(Detector):
     def on_envelope(self, rows: Iterable[Any]) -> None:
         p = self.pending
         items, order, seconds = p.items, p.order, p.seconds
+        # Pending.add's horizon, min(t, max(ack_t, t - lag)) - seconds, split in two: ack_t does not change
+        # while deliveries are handed over.
+        acked_by = p.ack_t - seconds
+        lag = p.lag + seconds
         n = 0
         try:
             for rec in rows:
@@ -54,7 +58,8 @@ class AckTimeout(Detector):
                     # Pending.add inlined (hot: every envelope).
                     items[eid] = t
                     order.append((t, eid))
-                    if order[0][0] < t - seconds:
+                    oldest = order[0][0]
+                    if oldest < t - seconds and (oldest < acked_by or oldest < t - lag):
                         self._expire(t)
         finally:  # counts kept even when a record fails (the engine resumes after it)
             self.envelopes += n
@@ -69,7 +74,8 @@ class AckTimeout(Detector):
 
     def on_ack(self, rows: Iterable[Any]) -> None:
         pop = self.pending.items.pop
-        add = self.hist.add
+        latencies: list[float] = []
+        add = latencies.append
         deadline = self.deadline
         n = 0
         t = float("-inf")
@@ -97,6 +103,7 @@ class AckTimeout(Detector):
         finally:
             self.acks += n
             self.pending.acked(t)
+            self.hist.add_many(latencies)
 
     def on_error(self, rows: Iterable[Any]) -> None:
         for rec in rows:

@@ -88,7 +88,9 @@ class DisconnectStorm(Detector):
 
     def on_api_call(self, rows: Iterable[Any]) -> None:
         for rec in rows:
-            if rec.method == "apps.connections.open" and (rec.http_status == 429 or rec.error == "ratelimited"):
+            if rec.method == "apps.connections.open" and (
+                rec.http_status == 429 or rec.error == "ratelimited"
+            ):
                 self.open_429.add(rec.t)
                 ra = rec.retry_after
                 if ra is not None and len(self.retry_after) < 100:
