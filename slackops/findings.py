@@ -78,6 +78,7 @@ CODES: dict[str, Code] = {
         _c("queue-growing", "queue-overflow", W, "Work queue depth keeps rising"),
         _c("queue-wait-growing", "queue-overflow", W, "Time from ack to handler start keeps growing"),
         _c("events-shed", "queue-overflow", W, "Events were shed under backpressure"),
+        _c("queue-wait-hidden", "queue-overflow", W, "Handlers look fast while acks wait in the queue"),
         # stale-watchdog
         _c("watchdog-false-positive", "stale-watchdog", W, "Healthy sockets reconnected by a watchdog"),
         # silent-deafness

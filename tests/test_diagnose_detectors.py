@@ -7,6 +7,7 @@ fixtures/logs/recording_*.jsonl mimic a bot recording made while the simulator r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -596,3 +597,96 @@ def test_threshold_config_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text("[thresholds]\nack_deadline_ms = 5000\n")
     assert load({"burst_min": 5}, config=str(good)).thresholds["ack_deadline_ms"] == 5000
+
+
+def _bolt_log(path: Path, *, gap_ms: int, work_ms: int, n: int = 300, sdk_timing: bool = True) -> Path:
+    """A Bolt Python DEBUG log (builtin adapter templates): ``n`` envelopes every ``gap_ms``, one worker
+    taking ``work_ms`` each; the listener acks first, Bolt logs its ``Response time`` after the ack.
+    ``sdk_timing=False`` leaves out the SDK's "Message processing started/completed" lines."""
+    sid = "3f1c2a9e-1b7d-4c55-9a0e-7d2b8c1e0a01"
+    lines: list[tuple[float, str]] = []
+
+    def at(t: float, logger: str, msg: str) -> None:
+        lines.append((t, f"DEBUG {logger}: {msg}"))
+
+    free = 0.0
+    depth = 0
+    done_at: list[float] = []
+    for i in range(n):
+        t = 1.0 + i * gap_ms / 1000
+        # Dequeues of work that finished before this arrival.
+        while done_at and done_at[0] <= t:
+            done_at.pop(0)
+        env = f"env-{i:04d}"
+        event = {"type": "app_mention", "channel": "C01", "ts": f"{1700000000 + i}.0001"}
+        frame = json.dumps(
+            {
+                "envelope_id": env,
+                "type": "events_api",
+                "accepts_response_payload": False,
+                "retry_attempt": 0,
+                "payload": {"event_id": f"Ev{i:04d}", "event": event},
+            }
+        )
+        at(t, "slack_sdk.socket_mode.builtin.client", f"on_message invoked: (message: {frame})")
+        depth = sum(1 for d in done_at if d > t) + 1
+        at(
+            t + 0.0001,
+            "slack_sdk.socket_mode.client",
+            f"A new message enqueued (current queue size: {depth})",
+        )
+        start = max(t, free)
+        free = start + work_ms / 1000
+        done_at.append(start)
+        if sdk_timing:
+            at(
+                start,
+                "slack_sdk.socket_mode.client",
+                f"Message processing started (type: events_api, envelope_id: {env})",
+            )
+        at(
+            start + 0.002,
+            "slack_sdk.socket_mode.builtin.connection",
+            f'Sending a message (session id: {sid}, message: {{"envelope_id": "{env}"}})',
+        )
+        at(free - 0.001, "slack_bolt.App", f"Response time: {work_ms} milliseconds")
+        if sdk_timing:
+            at(
+                free,
+                "slack_sdk.socket_mode.client",
+                f"Message processing completed (type: events_api, envelope_id: {env})",
+            )
+    lines.sort(key=lambda x: x[0])
+    out = []
+    for t, text in lines:
+        ms = round(t * 1000)
+        out.append(f"2024-02-15 14:{32 + ms // 60000:02d}:{(ms // 1000) % 60:02d},{ms % 1000:03d} {text}")
+    path.write_text(
+        f"2024-02-15 14:32:00,000 INFO slack_sdk.socket_mode.builtin.client: A new session has been established "
+        f"(session id: {sid})\n" + "\n".join(out) + "\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("sdk_timing", [True, False], ids=["sdk-and-bolt-timing", "bolt-response-time-only"])
+def test_bolt_response_time_hides_the_queue(tmp_path: Path, sdk_timing: bool) -> None:
+    # A burst: one every 10 ms, handlers take 30 ms (and Bolt says so), so envelopes wait in the SDK queue.
+    report = diagnose([str(_bolt_log(tmp_path / "bolt.log", gap_ms=10, work_ms=30, sdk_timing=sdk_timing))])
+    hidden = [f for f in report.findings if f.code == "queue-wait-hidden"]
+    assert hidden, [f.code for f in report.findings]
+    ev = hidden[0].evidence
+    assert ev["handler_p90_ms"] <= 40 and ev["ack_p90_ms"] > 1000
+    assert "leaves out" in hidden[0].summary
+    assert hidden[0].runbook == "queue-overflow"
+
+
+def test_bolt_response_time_with_a_keeping_up_worker_is_fine(tmp_path: Path) -> None:
+    report = diagnose([str(_bolt_log(tmp_path / "bolt.log", gap_ms=100, work_ms=30))])
+    assert "queue-wait-hidden" not in {f.code for f in report.findings}
+    assert report.overview["ack_latency"]["p99_ms"] < 100
+
+
+def test_slow_handlers_are_not_hidden_queue_wait(tmp_path: Path) -> None:
+    # Handlers themselves take 5 s: the queue grows, but Bolt's Response time shows it: nothing hidden.
+    report = diagnose([str(_bolt_log(tmp_path / "bolt.log", gap_ms=1000, work_ms=5000, n=60))])
+    assert "queue-wait-hidden" not in {f.code for f in report.findings}

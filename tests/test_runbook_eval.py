@@ -107,6 +107,7 @@ def test_kinds_reported_by_diagnose_win_over_reading_the_file(tmp_path):
         "queue-growing": runbooks.CANNOT_JUDGE,
         "queue-wait-growing": runbooks.CANNOT_JUDGE,  # acks, but no handler starts
         "events-shed": runbooks.CANNOT_JUDGE,
+        "queue-wait-hidden": runbooks.CANNOT_JUDGE,  # ack latency, but no handler times to pair it with
     }
 
 

@@ -331,8 +331,7 @@ def _feed(
     Records that do not fit the model are counted in ``stats``; records a detector chokes on in ``rejects``
     (default: ``stats`` too). ``count=False`` skips the time span (the worker's is not used).
     """
-    if rejects is None:
-        rejects = stats
+    rejected = _Rejects(stats if rejects is None else rejects)
     lo = since if since is not None else float("-inf")
     hi = until if until is not None else float("inf")
     windowed = since is not None or until is not None
@@ -351,6 +350,7 @@ def _feed(
             batch = kept
         if not batch:
             continue
+        rejected.seen.clear()  # ids are unique while the batch is alive
         if count:
             if first is None:
                 first = batch[0].t
@@ -359,12 +359,12 @@ def _feed(
                 last = top
         n = len(batch)
         if batch[-1].t - batch[0].t <= span:
-            _slice(batch, plan, rejects, tally)
+            _slice(batch, plan, rejected, tally)
             continue
         i = 0
         while i < n:
             j = max(i + 1, bisect.bisect_right(batch, batch[i].t + span, i, n, key=_T))
-            _slice(batch[i:j], plan, rejects, tally)
+            _slice(batch[i:j], plan, rejected, tally)
             i = j
     counts = dict(tally)
     ctx.kinds.update({cls.kind: n for cls, n in counts.items() if n})
@@ -380,7 +380,23 @@ _RANK = operator.attrgetter("rank")
 _ERRORS = (KeyError, TypeError, ValueError, AttributeError, OverflowError)
 
 
-def _slice(rows: list[Row], plan: _Plan, rejects: ParseStats, tally: Counter[type[Row]]) -> None:
+class _Rejects:
+    """Where records a detector chokes on are counted: once per record, however many detectors choke on it."""
+
+    __slots__ = ("seen", "stats")
+
+    def __init__(self, stats: ParseStats) -> None:
+        self.stats = stats
+        #: ids of the rows of the current batch already counted
+        self.seen: set[int] = set()
+
+    def bad(self, row: Row, exc: Exception) -> None:
+        if id(row) not in self.seen:
+            self.seen.add(id(row))
+            self.stats.bad(repr(as_dict(row))[:160], _why(exc))
+
+
+def _slice(rows: list[Row], plan: _Plan, rejects: _Rejects, tally: Counter[type[Row]]) -> None:
     """Every bulk group of ``rows`` to the handlers that want it, group after group; counts kinds in ``tally``.
 
     Sequenced records (rank -1) sort first; if there are any, the slice is cut at each of them instead.
@@ -423,7 +439,7 @@ def _slice(rows: list[Row], plan: _Plan, rejects: ParseStats, tally: Counter[typ
                 _resume(handle, some, it, exc, rejects)
 
 
-def _call(handle: Callable[[Iterable[Row]], None], rows: list[Row], rejects: ParseStats) -> None:
+def _call(handle: Callable[[Iterable[Row]], None], rows: list[Row], rejects: _Rejects) -> None:
     """``handle(rows)``; a record it chokes on is counted and the handler resumes after it."""
     it = iter(rows)
     try:
@@ -437,7 +453,7 @@ def _resume(
     rows: list[Row],
     it: Iterator[Row],
     exc: Exception,
-    rejects: ParseStats,
+    rejects: _Rejects,
 ) -> None:
     """``handle`` raised ``exc`` while walking ``it`` (over ``rows``): count the record it was on, go on after it."""
     n = len(rows)
@@ -445,10 +461,10 @@ def _resume(
     while True:
         now = it.__length_hint__()  # type: ignore[attr-defined]
         if now == left:  # failed without taking a record: nothing to skip past
-            rejects.bad(repr(as_dict(rows[min(n - left, n - 1)]))[:160], _why(exc))
+            rejects.bad(rows[min(n - left, n - 1)], exc)
             return
         left = now
-        rejects.bad(repr(as_dict(rows[n - now - 1]))[:160], _why(exc))
+        rejects.bad(rows[n - now - 1], exc)
         try:
             handle(it)
             return

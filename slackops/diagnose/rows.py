@@ -46,7 +46,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "text_changed",
     ),
     "ack": ("conn", "envelope_id", "event_id", "ack_ms", "ok", "ack_conn"),
-    "process": ("event_id", "envelope_id", "phase", "instance", "error", "owner"),
+    "process": ("event_id", "envelope_id", "phase", "instance", "error", "owner", "duration_ms"),
     "post": ("channel", "method", "http_status", "error", "retry_after"),
     "llm": ("event_id", "channel", "resource", "http_status", "error", "tokens_in", "tokens_out", "cost_usd"),
     "queue": ("depth", "action", "event_id"),

@@ -274,6 +274,27 @@ THRESHOLDS: dict[str, Threshold] = {
         _t(
             "queue_wait_bucket_s", 60, "s", "queue-overflow", "Bucket length for the ack-to-start wait trend."
         ),
+        _t(
+            "handler_fast_ms",
+            500,
+            "ms",
+            "queue-overflow",
+            "Handlers at or below this p90 (Bolt's Response time) cannot explain slow acks or a growing queue.",
+        ),
+        _t(
+            "hidden_wait_ratio",
+            3,
+            "x",
+            "queue-overflow",
+            "Ack latency p90 this many times the handlers' p90 is time lost in the queue.",
+        ),
+        _t(
+            "hidden_wait_min_ms",
+            1000,
+            "ms",
+            "queue-overflow",
+            "...and at least this slow at p90, so fast acks with faster handlers are not flagged.",
+        ),
     )
 }
 

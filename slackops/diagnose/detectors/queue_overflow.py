@@ -2,7 +2,10 @@
 
 Signatures: queue depth rising bucket after bucket; the wait from ack to handler start growing; events shed.
 The slack-sdk logs queue depth on every enqueue ("A new message enqueued (current queue size: N)"), which is
-the backpressure signal Bolt's own "Response time" hides (it starts timing after the queue).
+the backpressure signal Bolt's own "Response time" hides: Bolt starts timing when its handler picks the request
+up, after the SDK queue (python-slack-sdk #1299). So handler durations (Bolt's "Response time", slack-sdk's
+processing started/completed, the reference bot's runs) are paired with ack latency as Slack sees it (frame
+received to ack sent): fast handlers with slow acks, or with a growing queue, mean the time goes in the queue.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
+from slackops.diagnose.histogram import Histogram
 from slackops.findings import Finding
 
 
@@ -31,6 +35,9 @@ class QueueOverflow(Detector):
         self.shed = Span()
         self.shed_examples = Examples()
         self.acked = Window(self.th["dedup_window_s"])
+        #: ack latency as Slack sees it, and handler durations as the handler (or Bolt) sees them
+        self.ack_ms = Histogram()
+        self.handler_ms = Histogram()
         self.wait_bucket_start: float | None = None
         self.wait_deadline = float("-inf")
         self.wait_sum = 0.0
@@ -82,13 +89,20 @@ class QueueOverflow(Detector):
 
     def on_ack(self, rows: Iterable[Any]) -> None:
         w = self.acked
-        for rec in rows:
-            key = rec.envelope_id or rec.event_id
-            if key is not None:
-                t = rec.t
-                if t >= w.deadline:
-                    w.rotate(t)
-                w.current[key] = t
+        latencies: list[float] = []
+        try:
+            for rec in rows:
+                ms = rec.ack_ms
+                if ms is not None:
+                    latencies.append(float(ms))
+                key = rec.envelope_id or rec.event_id
+                if key is not None:
+                    t = rec.t
+                    if t >= w.deadline:
+                        w.rotate(t)
+                    w.current[key] = t
+        finally:
+            self.ack_ms.add_many(latencies)
 
     def on_process(self, rows: Iterable[Any]) -> None:
         # The window rotates on acks only: its two generations stay put for the whole call.
@@ -97,7 +111,11 @@ class QueueOverflow(Detector):
         for rec in rows:
             phase = rec.phase
             if phase != "start":
-                if phase == "shed":
+                if phase == "end":
+                    ms = rec.duration_ms
+                    if ms is not None:
+                        self.handler_ms.add(float(ms))
+                elif phase == "shed":
                     self.shed.add(rec.t)
                     self.shed_examples.add(rec.event_id)
                 continue
@@ -160,6 +178,9 @@ class QueueOverflow(Detector):
                     evidence={**self.wait_flagged.evidence(), "max_wait_s": round(self.max_wait, 2)},
                 )
             )
+        hidden = self._hidden_wait()
+        if hidden is not None:
+            out.append(hidden)
         if self.shed.count:
             out.append(
                 Finding(
@@ -169,6 +190,48 @@ class QueueOverflow(Detector):
                 )
             )
         return out
+
+    def _hidden_wait(self) -> Finding | None:
+        """Handlers look fast while Slack waits: the time goes in the queue before the handler's clock starts."""
+        h, a = self.handler_ms, self.ack_ms
+        if h.n < self.th["min_envelopes"]:
+            return None
+        handler_p90 = h.percentile(90) or 0.0
+        if handler_p90 > self.th["handler_fast_ms"]:
+            return None  # slow handlers are not hiding anything
+        ack_p90 = a.percentile(90) if a.n >= self.th["min_envelopes"] else None
+        slow_acks = (
+            ack_p90 is not None
+            and ack_p90 >= self.th["hidden_wait_min_ms"]
+            and ack_p90 >= self.th["hidden_wait_ratio"] * max(handler_p90, 1.0)
+        )
+        if not slow_acks and not self.growth.count:
+            return None
+        evidence: dict[str, Any] = {
+            "handler_p50_ms": round(h.percentile(50) or 0.0, 1),
+            "handler_p90_ms": round(handler_p90, 1),
+            "handlers": h.n,
+        }
+        if ack_p90 is not None:
+            evidence |= {"ack_p90_ms": round(ack_p90, 1), "ack_p99_ms": round(a.percentile(99) or 0.0, 1)}
+        if self.max_depth:
+            evidence["max_depth"] = self.max_depth
+        if slow_acks:
+            assert ack_p90 is not None
+            what = (
+                f"acks took {ack_p90:.0f} ms at p90 while handlers report {handler_p90:.0f} ms: "
+                f"about {ack_p90 - handler_p90:.0f} ms per envelope is spent waiting in the queue"
+            )
+        else:
+            what = (
+                f"handlers report {handler_p90:.0f} ms at p90 while the queue kept growing "
+                f"(to {self.growth_peak} items)"
+            )
+        return Finding(
+            "queue-wait-hidden",
+            what + ", which handler timing (Bolt's Response time) leaves out",
+            evidence=evidence,
+        )
 
     def caveats(self, ctx: Context) -> list[str]:
         if not ctx.has("queue"):

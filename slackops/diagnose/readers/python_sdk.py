@@ -132,6 +132,13 @@ def _frame(s: State, m: re.Match[str]) -> None:
     s.frame(m[1], conn=_sid(s, outside))
 
 
+@rule(r"Response time: (\d+(?:\.\d+)?) milli(?:seconds|s)")
+def _response_time(s: State, m: re.Match[str]) -> None:
+    # Bolt's handler time, logged after its ack: it starts when the handler takes the request off the SDK
+    # queue, so it leaves the queue wait out (python-slack-sdk #1299). queue-overflow pairs it with ack latency.
+    s.emit("process", phase="end", duration_ms=float(m[1]))
+
+
 @rule(r"A new message enqueued \(current queue size: (\d+)\)")
 def _enqueued(s: State, m: re.Match[str]) -> None:
     s.emit("queue", depth=int(m[1]), action="enqueue")
@@ -267,6 +274,7 @@ RULES: tuple[Rule, ...] = (
     _sending,
     _aiohttp_frame,
     _frame,
+    _response_time,
     _enqueued,
     _dequeued,
     _processing,
