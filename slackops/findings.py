@@ -86,6 +86,7 @@ CODES: dict[str, Code] = {
         _c("frames-not-dispatched", "silent-deafness", C, "Envelopes received but never dispatched or acked"),
         _c("ghost-connections", "silent-deafness", W, "hello reports more connections than are held"),
         _c("envelope-gap", "silent-deafness", W, "Long stretch with no envelopes on a live connection"),
+        _c("sdk-loop-stopped", "silent-deafness", C, "The SDK's receive or monitor loop stopped reporting"),
         # competing-consumers
         _c("competing-consumer", "competing-consumers", W, "Another consumer shares this app token"),
         _c("delivery-share-drop", "competing-consumers", W, "An instance's share of deliveries dropped"),

@@ -42,6 +42,8 @@ Kinds and their own fields (all optional; a field that is ``None`` is simply abs
 ``drift``       num_connections, own_connections (hello says more sockets than we hold)
 ``guard``       guard, event_id, channel, action, detail (a cost guard fired: self-loop, fan-out, budget …)
 ``chaos``       action, target, detail (the simulator injected a fault: refresh, drop, half_open, fail_open …)
+``loop``        loop (monitor / receive): an SDK-internal loop saying it is alive (slack-sdk's aiohttp client
+                logs one every 100 iterations; when they stop, that loop has died)
 
 Privacy: records hold ids, types, sizes and timings. ``text`` (message text) is present only when the user
 opted in with ``--record-text``; tokens and WSS tickets never appear (see :mod:`slackops.redact`).
@@ -154,6 +156,7 @@ KINDS: dict[str, dict[str, type]] = {
     "drift": {"num_connections": int, "own_connections": int},
     "guard": {"guard": str, "event_id": str, "channel": str, "action": str, "detail": str},
     "chaos": {"action": str, "target": str, "detail": str},
+    "loop": {"loop": str},
 }
 
 #: Allowed values for enumerated fields (checked by :func:`validate`).

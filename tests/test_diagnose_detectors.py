@@ -690,3 +690,61 @@ def test_slow_handlers_are_not_hidden_queue_wait(tmp_path: Path) -> None:
     # Handlers themselves take 5 s: the queue grows, but Bolt's Response time shows it: nothing hidden.
     report = diagnose([str(_bolt_log(tmp_path / "bolt.log", gap_ms=1000, work_ms=5000, n=60))])
     assert "queue-wait-hidden" not in {f.code for f in report.findings}
+
+
+def _aiohttp_heartbeats(path: Path, *, receive_until: float, end: float) -> Path:
+    """slack-sdk aiohttp client DEBUG trace lines: both loops report every 100 s; the receive loop stops at
+    ``receive_until``; other lines (pings, the monitor loop) go on to ``end``."""
+    sid = "6d4c1a0e-55b1-4c8e-a7b2-0f3e9d8c7b61"
+    lines = [f"A new session has been established (session id: {sid})"]
+    stamped: list[tuple[float, str]] = [(0.0, lines[0])]
+    t = 10.0
+    while t <= end:
+        stamped.append(
+            (
+                t,
+                "#monitor_current_session method has been verifying if this session is active "
+                f"(session: {sid}, logging interval: 100)",
+            )
+        )
+        if t <= receive_until:
+            stamped.append(
+                (
+                    t + 1,
+                    "#receive_messages method has been working without any issues "
+                    f"(session: {sid}, logging interval: 100)",
+                )
+            )
+        t += 100
+    stamped.sort()
+    text = "".join(
+        f"2024-03-01 10:{int(s // 60):02d}:{int(s % 60):02d},000 DEBUG slack_sdk.socket_mode.aiohttp: {m}\n"
+        for s, m in stamped
+    )
+    path.write_text(text)
+    return path
+
+
+def test_sdk_receive_loop_that_stops_reporting_is_flagged(tmp_path: Path) -> None:
+    report = diagnose([str(_aiohttp_heartbeats(tmp_path / "a.log", receive_until=1500, end=3500))])
+    (f,) = [f for f in report.findings if f.code == "sdk-loop-stopped"]
+    assert f.evidence["loops"] == ["receive"] and f.evidence["usual_interval_s"] == 100.0
+    assert f.evidence["silent_s"] >= 1900 and f.runbook == "silent-deafness" and f.severity.name == "CRITICAL"
+
+
+def test_sdk_loops_that_keep_reporting_or_end_with_the_log_are_fine(tmp_path: Path) -> None:
+    both = diagnose([str(_aiohttp_heartbeats(tmp_path / "a.log", receive_until=3500, end=3500))])
+    assert "sdk-loop-stopped" not in {f.code for f in both.findings}
+    # Heartbeats stop only because the log ends soon after: the process exited, nothing to say.
+    ended = diagnose([str(_aiohttp_heartbeats(tmp_path / "b.log", receive_until=3400, end=3500))])
+    assert "sdk-loop-stopped" not in {f.code for f in ended.findings}
+
+
+def test_sdk_loops_ended_by_a_shutdown_are_fine() -> None:
+    recs = [
+        R("loop", t, conn="s1", loop=name) for t in range(0, 2000, 100) for name in ("monitor", "receive")
+    ]
+    recs += [R("loop", t, conn="s1", loop="monitor") for t in range(2000, 5000, 100)]
+    assert "sdk-loop-stopped" in codes(recs)
+    recs.append(R("signal", 1950, name="SIGTERM", action="received"))
+    assert "sdk-loop-stopped" not in codes(recs)

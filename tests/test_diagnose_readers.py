@@ -117,6 +117,9 @@ def test_python_aiohttp_session_ids_frames_and_reconnect_loop() -> None:
     assert len(loops) == 4
     assert one(recs, "close", reason="abandoned")["by"] == "client"
     assert one(recs, "close", by="server")["reason"] == "close event"
+    # The loops' heartbeat trace lines (every 100 iterations): diagnose watches for them stopping.
+    assert one(recs, "loop", loop="receive")["conn"] == sid
+    assert one(recs, "loop", loop="monitor")["conn"] == sid
 
 
 def test_python_websockets_and_old_wording() -> None:

@@ -54,6 +54,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "signal": ("name", "action"),
     "error": ("where", "by"),
     "drift": ("num_connections", "own_connections"),
+    "loop": ("conn", "loop"),
 }
 
 #: Fields whose absence means something other than ``None`` (``rec.get(field, default)`` in the detectors).

@@ -275,6 +275,20 @@ THRESHOLDS: dict[str, Threshold] = {
             "queue_wait_bucket_s", 60, "s", "queue-overflow", "Bucket length for the ack-to-start wait trend."
         ),
         _t(
+            "loop_silence_factor",
+            3,
+            "x",
+            "silent-deafness",
+            "An SDK loop silent for this many of its usual heartbeat intervals has died...",
+        ),
+        _t(
+            "loop_silence_min_s",
+            300,
+            "s",
+            "silent-deafness",
+            "...and for at least this long (the aiohttp client logs one heartbeat per 100 loop iterations).",
+        ),
+        _t(
             "handler_fast_ms",
             500,
             "ms",

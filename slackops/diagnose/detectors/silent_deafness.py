@@ -1,6 +1,7 @@
 """silent-deafness: a connection that looks alive but receives nothing.
 
-Signatures: pongs stop with no close (a half-open TCP socket); envelopes arrive on a connection but nothing is
+Signatures: pongs stop with no close (a half-open TCP socket); the SDK's own loop heartbeat lines stop while the
+log goes on (the receive or monitor loop died: slack-sdk's aiohttp client logs one every 100 iterations); envelopes arrive on a connection but nothing is
 ever acked there (handlers detached after a reconnect); ``hello.num_connections`` above the sockets the client
 holds (ghost registrations swallow deliveries until a retry); a live connection with no envelopes for a long
 stretch while other connections get traffic.
@@ -28,9 +29,21 @@ class _Conn:
         self.others_at_last_env = 0
 
 
+class _Beats:
+    """One SDK loop's heartbeat lines: first and last seen, how many."""
+
+    __slots__ = ("beats", "conn", "first", "last")
+
+    def __init__(self, t: float, conn: str | None) -> None:
+        self.first = self.last = t
+        self.beats = 1
+        self.conn = conn
+
+
 class SilentDeafness(Detector):
     slug = "silent-deafness"
     kinds = {"pong": "on_liveness", "ping": "on_liveness", "close": "on_close", "reconnect": "on_close",
+             "loop": "on_loop", "signal": "on_signal",
              "envelope": "on_envelope", "ack": "on_ack", "hello": "on_hello", "drift": "on_drift"}  # fmt: skip
 
     def __init__(self, settings: Any) -> None:
@@ -47,6 +60,9 @@ class SilentDeafness(Detector):
         self.total_envelopes = 0
         self.total_acks = 0
         self.gap_s = self.th["envelope_gap_s"]
+        #: SDK loop name -> its heartbeats (slack-sdk's aiohttp client: monitor and receive loops)
+        self.loops: dict[str, _Beats] = {}
+        self.last_signal = float("-inf")
 
     def _conn(self, key: str | None) -> _Conn:
         c = self.conns.get(key)
@@ -86,6 +102,48 @@ class SilentDeafness(Detector):
             self.deaf_conns.add(key)
             self.longest_deaf = max(self.longest_deaf, length)
             c.deaf_from = None
+
+    def on_loop(self, rows: Iterable[Any]) -> None:
+        for rec in rows:
+            name = str(rec.loop or "loop")
+            b = self.loops.get(name)
+            if b is None:
+                if len(self.loops) < 100:
+                    self.loops[name] = _Beats(rec.t, rec.conn)
+                continue
+            b.last, b.conn = rec.t, rec.conn
+            b.beats += 1
+
+    def on_signal(self, rows: Iterable[Any]) -> None:
+        # A shutdown ends the loops on purpose.
+        for rec in rows:
+            self.last_signal = rec.t
+
+    def _stopped_loops(self, end: float) -> Finding | None:
+        stopped = []
+        for name, b in self.loops.items():
+            if b.beats < 2 or self.last_signal >= b.last:
+                continue
+            every = (b.last - b.first) / (b.beats - 1)
+            silence = end - b.last
+            if silence > max(self.th["loop_silence_factor"] * every, self.th["loop_silence_min_s"]):
+                stopped.append((name, b, every, silence))
+        if not stopped:
+            return None
+        name, b, every, silence = max(stopped, key=lambda s: s[3])
+        names = ", ".join(n for n, *_ in stopped)
+        return Finding(
+            "sdk-loop-stopped",
+            f"slack-sdk's {names} loop stopped reporting {fmt_s(silence)} before the data ends (it reported "
+            f"every ~{fmt_s(every)}): the loop has died, and the socket with it, until the process restarts",
+            evidence={
+                "loops": [n for n, *_ in stopped],
+                "last_t": b.last,
+                "silent_s": round(silence, 1),
+                "usual_interval_s": round(every, 1),
+                "connection": b.conn,
+            },
+        )
 
     def on_close(self, rows: Iterable[Any]) -> None:
         for rec in rows:
@@ -155,6 +213,9 @@ class SilentDeafness(Detector):
                 self._end_deaf(key, c, end)
             if c.last_env is not None and not c.closed:
                 self._gap(key, c, end)
+        stopped = self._stopped_loops(end)
+        if stopped is not None:
+            out.append(stopped)
         if self.deaf.count:
             out.append(
                 Finding(

@@ -132,6 +132,12 @@ def _frame(s: State, m: re.Match[str]) -> None:
     s.frame(m[1], conn=_sid(s, outside))
 
 
+@rule(r"#(monitor_current_session|receive_messages) method has been (?:verifying|working)")
+def _loop_alive(s: State, m: re.Match[str]) -> None:
+    # The aiohttp client's trace, every 100 iterations of each loop: when one stops, that loop has died.
+    s.emit("loop", conn=_sid(s, m.string), loop="monitor" if m[1].startswith("monitor") else "receive")
+
+
 @rule(r"Response time: (\d+(?:\.\d+)?) milli(?:seconds|s)")
 def _response_time(s: State, m: re.Match[str]) -> None:
     # Bolt's handler time, logged after its ack: it starts when the handler takes the request off the SDK
@@ -274,6 +280,7 @@ RULES: tuple[Rule, ...] = (
     _sending,
     _aiohttp_frame,
     _frame,
+    _loop_alive,
     _response_time,
     _enqueued,
     _dequeued,
