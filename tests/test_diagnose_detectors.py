@@ -748,3 +748,33 @@ def test_sdk_loops_ended_by_a_shutdown_are_fine() -> None:
     assert "sdk-loop-stopped" in codes(recs)
     recs.append(R("signal", 1950, name="SIGTERM", action="received"))
     assert "sdk-loop-stopped" not in codes(recs)
+
+
+def test_logs_without_timestamps_do_not_turn_into_rates(tmp_path: Path) -> None:
+    # Bolt's basicConfig default has no time: every line gets one time. Eight reconnects over what was really
+    # a week, thirty LLM 429s and a watchdog's reconnects must not read as bursts happening at once.
+    log = tmp_path / "untimed.log"
+    lines = []
+    for i in range(8):
+        sid = f"0000000{i}-aaaa-4bbb-8ccc-0123456789ab"
+        lines.append(
+            f"INFO:slack_sdk.socket_mode.builtin.client:A new session has been established (session id: {sid})"
+        )
+        lines.append(
+            f"DEBUG:slack_sdk.socket_mode.builtin.connection:Received 1 pong data frame (session id: {sid})"
+        )
+    log.write_text("\n".join(lines) + "\n")
+    report = diagnose([str(log)])
+    assert "reconnect-burst" not in {f.code for f in report.findings}
+    assert any("no timestamps" in c for c in report.caveats)
+    # The same lines with timestamps a second apart are a storm.
+    timed = tmp_path / "timed.log"
+    timed.write_text(
+        "".join(
+            f"2024-02-15 14:32:{i:02d},000 {ln.replace(':', ' ', 1).replace(':', ': ', 1)}\n"
+            for i, ln in enumerate(lines)
+        )
+    )
+    storm = diagnose([str(timed)])
+    assert "reconnect-burst" in {f.code for f in storm.findings}
+    assert not any("no timestamps" in c for c in storm.caveats)

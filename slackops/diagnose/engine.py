@@ -46,6 +46,15 @@ SPLIT_MIN_BYTES = 16 << 20
 _ELSEWHERE = frozenset({"out-of-order", "fan-out", "bot-self-loop"})
 
 
+#: The caveat for input whose records all have one time (log lines without timestamps).
+TIMELESS = (
+    "every record has the same time (the log lines carry no timestamps): reconnect rates, per-hour and "
+    "per-minute ceilings, 429 waves and watchdog timing were not judged. Log with timestamps: Python "
+    'logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s"); Bolt JS: a logger that '
+    "prefixes the time"
+)
+
+
 class _Overview:
     """The connection-level facts the report's overview shows (not a detector: it judges nothing)."""
 
@@ -275,6 +284,8 @@ def _analyse(
         )
     findings = [f for d in detectors for f in d.finish(ctx)]
     caveats = [c for d in detectors for c in d.caveats(ctx)]
+    if ctx.timeless:
+        caveats.insert(0, TIMELESS)
     extra: dict[str, Any] = {}
     for d in detectors:
         extra.update(d.stats())

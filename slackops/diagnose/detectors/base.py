@@ -40,6 +40,12 @@ class Context:
     t_last: float | None = None
     formats: set[str] = field(default_factory=set)
 
+    @property
+    def timeless(self) -> bool:
+        """Every record has the same time: logs without timestamps (their lines all get one time). Rates,
+        bursts and per-window ceilings mean nothing then; detectors leave them out."""
+        return self.t_first is not None and self.t_first == self.t_last and sum(self.kinds.values()) > 1
+
     def has(self, *kinds: str) -> bool:
         """True when the data holds records of any of ``kinds``."""
         return any(self.kinds.get(k) for k in kinds)

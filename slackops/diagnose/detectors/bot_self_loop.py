@@ -105,7 +105,7 @@ class BotSelfLoop(Detector):
                     },
                 )
             )
-        if self.over.count:
+        if self.over.count and not ctx.timeless:
             out.append(
                 Finding(
                     "post-ceiling-exceeded",

@@ -108,7 +108,7 @@ class DisconnectStorm(Detector):
         slots = max(1.0, self.th["expected_connections"])
         per_slot = r.max_in_window / slots
         storm = per_slot > self.th["reconnect_max_per_window"] or r.max_burst >= self.th["burst_min"]
-        if storm:
+        if storm and not ctx.timeless:
             worst = r.burst_at if r.max_burst >= self.th["burst_min"] else r.worst_window
             out.append(
                 Finding(

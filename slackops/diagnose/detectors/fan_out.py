@@ -116,7 +116,7 @@ class FanOut(Detector):
 
     def finish(self, ctx: Context) -> list[Finding]:
         out: list[Finding] = []
-        if self.burst_channels:
+        if self.burst_channels and not ctx.timeless:
             worst = sorted(self.burst_channels.items(), key=lambda kv: -kv[1])[:5]
             over = self.bursts.count
             out.append(

@@ -89,7 +89,7 @@ class ThunderingHerd(Detector):
                     },
                 )
             )
-        if self.waves:
+        if self.waves and not ctx.timeless:
             out.append(
                 Finding(
                     "llm-429-cluster",
@@ -103,7 +103,7 @@ class ThunderingHerd(Detector):
                     },
                 )
             )
-        if len(self.waves) >= self.th["aligned_min_waves"]:
+        if len(self.waves) >= self.th["aligned_min_waves"] and not ctx.timeless:
             gaps = [b - a for a, b in zip(self.waves, self.waves[1:], strict=False)]
             mean = statistics.fmean(gaps)
             if mean > 0 and statistics.pstdev(gaps) <= self.th["aligned_tolerance"] * mean:
