@@ -108,35 +108,39 @@ class QueueOverflow(Detector):
         # The window rotates on acks only: its two generations stay put for the whole call.
         current, previous = self.acked.current.get, self.acked.previous.get
         bucket_s = self.th["queue_wait_bucket_s"]
-        for rec in rows:
-            phase = rec.phase
-            if phase != "start":
-                if phase == "end":
-                    ms = rec.duration_ms
-                    if ms is not None:
-                        self.handler_ms.add(float(ms))
-                elif phase == "shed":
-                    self.shed.add(rec.t)
-                    self.shed_examples.add(rec.event_id)
-                continue
-            key = rec.envelope_id or rec.event_id
-            if key is None:
-                continue
-            acked = current(key) or previous(key)
-            if acked is None:
-                continue
-            t = rec.t
-            wait = t - acked
-            if wait > self.max_wait:
-                self.max_wait = wait
-            if t >= self.wait_deadline:
-                if self.wait_bucket_start is not None:
-                    self._close_wait(t)
-                self.wait_bucket_start = t
-                self.wait_deadline = t + bucket_s
-            if wait > 0:
-                self.wait_sum += wait
-            self.wait_n += 1
+        durations: list[float] = []
+        try:
+            for rec in rows:
+                phase = rec.phase
+                if phase != "start":
+                    if phase == "end":
+                        ms = rec.duration_ms
+                        if ms is not None:
+                            durations.append(float(ms))
+                    elif phase == "shed":
+                        self.shed.add(rec.t)
+                        self.shed_examples.add(rec.event_id)
+                    continue
+                key = rec.envelope_id or rec.event_id
+                if key is None:
+                    continue
+                acked = current(key) or previous(key)
+                if acked is None:
+                    continue
+                t = rec.t
+                wait = t - acked
+                if wait > self.max_wait:
+                    self.max_wait = wait
+                if t >= self.wait_deadline:
+                    if self.wait_bucket_start is not None:
+                        self._close_wait(t)
+                    self.wait_bucket_start = t
+                    self.wait_deadline = t + bucket_s
+                if wait > 0:
+                    self.wait_sum += wait
+                self.wait_n += 1
+        finally:
+            self.handler_ms.add_many(durations)
 
     def _close_wait(self, t: float) -> None:
         if not self.wait_n:
