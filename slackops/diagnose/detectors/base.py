@@ -171,6 +171,31 @@ class Window:
         self.current[key] = value
 
 
+class Ceiling:
+    """At most ``limit`` per ``window`` seconds for each key (a channel): :meth:`over` says when a time breaks it.
+
+    Keeps the last ``limit + 1`` times per key; forgets every key past ``max_keys`` (memory stays bounded).
+    """
+
+    __slots__ = ("limit", "max_keys", "times", "window")
+
+    def __init__(self, limit: int, window: float, max_keys: int = 50_000) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_keys = max_keys
+        self.times: dict[Hashable, deque[float]] = {}
+
+    def over(self, key: Hashable, t: float) -> bool:
+        """Count ``t`` for ``key``; True when it makes more than ``limit`` within ``window``."""
+        dq = self.times.get(key)
+        if dq is None:
+            if len(self.times) > self.max_keys:
+                self.times.clear()
+            dq = self.times[key] = deque(maxlen=self.limit + 1)
+        dq.append(t)
+        return len(dq) > self.limit and t - dq[0] <= self.window
+
+
 class Pending:
     """Envelopes waiting for their ack, oldest first; entries still waiting ``seconds`` later expire (never acked).
 

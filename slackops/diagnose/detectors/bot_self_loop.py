@@ -6,11 +6,10 @@ itself forever, one LLM call per turn. The backstop signature is posts per chann
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
+from slackops.diagnose.detectors.base import Ceiling, Context, Detector, Examples, Span, Window
 from slackops.findings import Finding
 
 
@@ -27,10 +26,9 @@ class BotSelfLoop(Detector):
         self.runs = 0
         self.llm_on_bot = 0
         self.ceiling = int(self.th["post_ceiling"])
-        self.posts: dict[str, deque[float]] = {}
+        self.posts = Ceiling(self.ceiling, self.th["post_window_s"])
         self.over = Span()
         self.over_channels = Examples()
-        self.post_window = self.th["post_window_s"]
 
     def on_envelope(self, rows: Iterable[Any]) -> None:
         w = self.bot_events
@@ -72,21 +70,11 @@ class BotSelfLoop(Detector):
                 self.llm_on_bot += 1
 
     def on_post(self, rows: Iterable[Any]) -> None:
-        posts = self.posts
-        ceiling, window = self.ceiling, self.post_window
+        over = self.posts.over
         for rec in rows:
             ch = rec.channel
-            if ch is None:
-                continue
-            t = rec.t
-            dq = posts.get(ch)
-            if dq is None:
-                if len(posts) > 50_000:
-                    posts.clear()
-                dq = posts[ch] = deque(maxlen=ceiling + 1)
-            dq.append(t)
-            if len(dq) > ceiling and t - dq[0] <= window:
-                self.over.add(t)
+            if ch is not None and over(ch, rec.t):
+                self.over.add(rec.t)
                 self.over_channels.add(ch)
 
     def finish(self, ctx: Context) -> list[Finding]:

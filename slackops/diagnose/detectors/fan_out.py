@@ -7,11 +7,10 @@ did not change.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, Window
+from slackops.diagnose.detectors.base import Ceiling, Context, Detector, Examples, Span, Window
 from slackops.findings import Finding
 
 _HOUR = 3600.0
@@ -24,7 +23,7 @@ class FanOut(Detector):
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)
         self.ceiling = int(self.th["llm_per_channel_hour"])
-        self.recent: dict[str, deque[float]] = {}
+        self.recent = Ceiling(self.ceiling, _HOUR)
         self.bursts = Span()
         self.burst_channels: dict[str, int] = {}
         self.llm_calls = 0
@@ -92,24 +91,14 @@ class FanOut(Detector):
             self.started += n
 
     def on_llm(self, rows: Iterable[Any]) -> None:
-        recent = self.recent
-        ceiling = self.ceiling
+        over = self.recent.over
         n = 0
         try:
             for rec in rows:
                 n += 1
                 ch = rec.channel
-                if ch is None:
-                    continue
-                t = rec.t
-                dq = recent.get(ch)
-                if dq is None:
-                    if len(recent) > 50_000:
-                        recent.clear()
-                    dq = recent[ch] = deque(maxlen=ceiling + 1)
-                dq.append(t)
-                if len(dq) > ceiling and t - dq[0] < _HOUR:
-                    self.bursts.add(t)
+                if ch is not None and over(ch, rec.t):
+                    self.bursts.add(rec.t)
                     self.burst_channels[ch] = self.burst_channels.get(ch, 0) + 1
         finally:
             self.llm_calls += n

@@ -14,6 +14,20 @@ from slackops.diagnose.detectors.base import Context, Detector, Examples, Span, 
 from slackops.findings import Finding
 
 
+def _behind(latest: dict[tuple[str, str], float], key: tuple[str, str], ts: float, tolerance: float) -> bool:
+    """Advance ``key``'s latest ``ts``; True when ``ts`` is more than ``tolerance`` behind it (an inversion)."""
+    prev = latest.get(key)
+    if prev is None:
+        if len(latest) > 100_000:
+            latest.clear()
+        latest[key] = ts
+    elif ts > prev:
+        latest[key] = ts
+    elif ts < prev - tolerance:
+        return True
+    return False
+
+
 class OutOfOrder(Detector):
     slug = "out-of-order"
     kinds = {"envelope": "on_envelope", "process": "on_process"}
@@ -50,15 +64,7 @@ class OutOfOrder(Detector):
                 continue
             thread = rec.thread_ts
             w.current[eid] = (ch, thread, ts, bool(rec.retry_attempt))
-            key = (ch, thread or "")
-            prev = latest.get(key)
-            if prev is None:
-                if len(latest) > 100_000:
-                    latest.clear()
-                latest[key] = ts
-            elif ts > prev:
-                latest[key] = ts
-            elif ts < prev - tolerance:
+            if _behind(latest, (ch, thread or ""), ts, tolerance):
                 self.delivery_inversions.add(t)
 
     def on_process(self, rows: Iterable[Any]) -> None:
@@ -77,15 +83,7 @@ class OutOfOrder(Detector):
             if info is None:
                 continue
             ch, thread, ts, retry = info
-            key = (ch, thread or "")
-            prev = latest.get(key)
-            if prev is None:
-                if len(latest) > 100_000:
-                    latest.clear()
-                latest[key] = ts
-            elif ts > prev:
-                latest[key] = ts
-            elif ts < prev - tolerance:
+            if _behind(latest, (ch, thread or ""), ts, tolerance):
                 self.inversions.add(rec.t)
                 self.examples.add(eid)
                 self.on_retry += retry
