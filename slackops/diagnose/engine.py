@@ -15,6 +15,7 @@ windows in both processes, whatever the file size.
 from __future__ import annotations
 
 import bisect
+import gc
 import heapq
 import itertools
 import operator
@@ -342,6 +343,28 @@ def _feed(
     Records that do not fit the model are counted in ``stats``; records a detector chokes on in ``rejects``
     (default: ``stats`` too). ``count=False`` skips the time span (the worker's is not used).
     """
+    # The cyclic GC would walk the detectors' windows (tuples and dicts of every event in them) hundreds of
+    # times per run: about a fifth of the CPU, for nothing, since the hot path makes no reference cycles.
+    # Reference counting still frees everything; the collector is back on when the feed ends.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _feed_all(batches, plan, ctx, stats, since, until, rejects, count)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _feed_all(
+    batches: Iterable[list[Any]],
+    plan: _Plan,
+    ctx: Context,
+    stats: ParseStats,
+    since: float | None,
+    until: float | None,
+    rejects: ParseStats | None,
+    count: bool,
+) -> None:
     rejected = _Rejects(stats if rejects is None else rejects)
     lo = since if since is not None else float("-inf")
     hi = until if until is not None else float("inf")
