@@ -344,7 +344,7 @@ def _feed(
     (default: ``stats`` too). ``count=False`` skips the time span (the worker's is not used).
     """
     # The cyclic GC would walk the detectors' windows (tuples and dicts of every event in them) hundreds of
-    # times per run: about a fifth of the CPU, for nothing, since the hot path makes no reference cycles.
+    # times per run: about a tenth of the CPU, for nothing, since the hot path makes no reference cycles.
     # Reference counting still frees everything; the collector is back on when the feed ends.
     was_enabled = gc.isenabled()
     gc.disable()
