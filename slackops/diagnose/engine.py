@@ -465,12 +465,7 @@ def _slice(rows: list[Row], plan: _Plan, rejects: _Rejects, tally: Counter[type[
         else:
             tally[single] += len(part)
         for handle, wanted in handlers:
-            some = part if wanted is None else [r for r in part if r.__class__ in wanted]
-            it = iter(some)
-            try:
-                handle(it)
-            except _ERRORS as exc:
-                _resume(handle, some, it, exc, rejects)
+            _call(handle, part if wanted is None else [r for r in part if r.__class__ in wanted], rejects)
 
 
 def _call(handle: Callable[[Iterable[Row]], None], rows: list[Row], rejects: _Rejects) -> None:

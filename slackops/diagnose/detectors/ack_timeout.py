@@ -41,8 +41,8 @@ class AckTimeout(Detector):
     def on_envelope(self, rows: Iterable[Any]) -> None:
         p = self.pending
         items, order, seconds = p.items, p.order, p.seconds
-        # Pending.add's horizon, min(t, max(ack_t, t - lag)) - seconds, split in two: ack_t does not change
-        # while deliveries are handed over.
+        # Pending.horizon(t) is min(t, max(ack_t, t - lag)) - seconds; ack_t does not change while deliveries
+        # are handed over, so its two halves are compared inline and _expire runs only when one is passed.
         acked_by = p.ack_t - seconds
         lag = p.lag + seconds
         n = 0
@@ -66,7 +66,7 @@ class AckTimeout(Detector):
 
     def _expire(self, t: float) -> None:
         p = self.pending
-        for old_t, old in p.expire(min(t, max(p.ack_t, t - p.lag)) - p.seconds):
+        for old_t, old in p.expire(p.horizon(t)):
             # Only a source that records acks at all can show an envelope was never acked.
             if self.acks:
                 self.never.add(old_t)

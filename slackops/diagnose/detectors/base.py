@@ -220,10 +220,14 @@ class Pending:
         self.items[key] = t
         order = self.order
         order.append((t, key))
-        horizon = min(t, max(self.ack_t, t - self.lag)) - self.seconds
+        horizon = self.horizon(t)
         if order[0][0] < horizon:
             return self.expire(horizon)
         return ()
+
+    def horizon(self, t: float) -> float:
+        """At time ``t``, entries delivered before this are past hope of an ack."""
+        return min(t, max(self.ack_t, t - self.lag)) - self.seconds
 
     def acked(self, t: float) -> None:
         """An ack (of any envelope) was seen at ``t``."""

@@ -1,10 +1,10 @@
 """silent-deafness: a connection that looks alive but receives nothing.
 
 Signatures: pongs stop with no close (a half-open TCP socket); the SDK's own loop heartbeat lines stop while the
-log goes on (the receive or monitor loop died: slack-sdk's aiohttp client logs one every 100 iterations); envelopes arrive on a connection but nothing is
-ever acked there (handlers detached after a reconnect); ``hello.num_connections`` above the sockets the client
-holds (ghost registrations swallow deliveries until a retry); a live connection with no envelopes for a long
-stretch while other connections get traffic.
+log goes on (the receive or monitor loop died: slack-sdk's aiohttp client logs one every 100 iterations);
+envelopes arrive on a connection but nothing is ever acked there (handlers detached after a reconnect);
+``hello.num_connections`` above the sockets the client holds (ghost registrations swallow deliveries until a
+retry); a live connection with no envelopes for a long stretch while other connections get traffic.
 """
 
 from __future__ import annotations
